@@ -1,0 +1,52 @@
+"""Domain records -> client API models."""
+
+from __future__ import annotations
+
+from openmessenger.core.envelope import Message, StreamEvent
+from openmessenger.core.records import Contact, PassCode
+from openmessenger.protocol.client_api import (
+    ContactOut,
+    MessageOut,
+    PassCodeInfo,
+    StreamEventOut,
+)
+from openmessenger.services.ports import Clock
+
+
+def message(m: Message) -> MessageOut:
+    return MessageOut(
+        id=m.id,
+        conversation_id=m.conversation_id,
+        seq=m.seq,
+        sender=m.sender,
+        sender_device=m.sender_device,
+        recipient=m.recipient,
+        body=m.body,
+        sent_at=m.sent_at,
+        status=m.status.value,
+    )
+
+
+def stream_event(e: StreamEvent) -> StreamEventOut:
+    return StreamEventOut(position=e.position, message=message(e.message))
+
+
+def contact(c: Contact) -> ContactOut:
+    return ContactOut(
+        address=c.address,
+        display_name=c.display_name,
+        conversation_id=c.conversation_id,
+        connected_at=c.connected_at,
+    )
+
+
+def pass_code(code: PassCode, clock: Clock) -> PassCodeInfo:
+    return PassCodeInfo(
+        id=code.id,
+        state=code.effective_state(clock.now()).value,
+        for_address=code.bound_to,
+        created_at=code.created_at,
+        expires_at=code.expires_at,
+        used_by=code.used_by,
+        used_at=code.used_at,
+    )

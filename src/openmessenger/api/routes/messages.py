@@ -1,0 +1,72 @@
+"""Sending, sync and history."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+
+from openmessenger.api import render
+from openmessenger.api.deps import CurrentDevice, Services
+from openmessenger.core.envelope import MAX_CLIENT_TXN_ID_CHARS
+from openmessenger.core.errors import InvalidInput
+from openmessenger.protocol.client_api import MessageList, MessageOut, SendIn, SyncOut
+from openmessenger.services.messaging import MAX_PAGE
+
+router = APIRouter(tags=["messages"])
+
+
+@router.post(
+    "/messages",
+    status_code=status.HTTP_201_CREATED,
+    response_model=MessageOut,
+    responses={200: {"model": MessageOut, "description": "A retry: the message sent before"}},
+)
+async def send(
+    body: SendIn,
+    caller: CurrentDevice,
+    services: Services,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=MAX_CLIENT_TXN_ID_CHARS, alias="Idempotency-Key")
+    ] = None,
+) -> MessageOut:
+    """Send to a connected address. The same ``client_txn_id`` (or ``Idempotency-Key``) twice
+    stores and delivers one message."""
+    if body.client_txn_id and idempotency_key and body.client_txn_id != idempotency_key:
+        raise InvalidInput("client_txn_id", "differs from the Idempotency-Key header")
+    result = await services.messaging.send(
+        caller, body.to, body.body, body.client_txn_id or idempotency_key
+    )
+    if not result.created:
+        response.status_code = status.HTTP_200_OK
+    return render.message(result.message)
+
+
+@router.get("/sync", response_model=SyncOut)
+async def sync(
+    caller: CurrentDevice,
+    services: Services,
+    since: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> SyncOut:
+    """This device's stream after position ``since``, in order."""
+    page = await services.messaging.sync(caller, since, limit)
+    return SyncOut(
+        events=[render.stream_event(e) for e in page.events],
+        next_since=page.next_since,
+        has_more=page.has_more,
+    )
+
+
+@router.get("/conversations/{conversation_id}/messages", response_model=MessageList)
+async def history(
+    conversation_id: str,
+    caller: CurrentDevice,
+    services: Services,
+    after_seq: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> MessageList:
+    """The stored conversation, oldest first; page on with ``after_seq`` = the last ``seq``."""
+    found = await services.messaging.history(caller, conversation_id, after_seq, limit)
+    return MessageList(messages=[render.message(m) for m in found])

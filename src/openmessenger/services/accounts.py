@@ -1,0 +1,20 @@
+"""Profile of the calling account: who am I, and what name do others see."""
+
+from __future__ import annotations
+
+from openmessenger.core.ids import validate_display_name
+from openmessenger.core.records import Account, AuthenticatedDevice
+from openmessenger.services.ports import UnitOfWork
+
+
+class AccountService:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def set_display_name(self, caller: AuthenticatedDevice, display_name: str) -> Account:
+        name = validate_display_name(display_name)
+        account = caller.account
+        async with self._uow() as tx:
+            await tx.accounts.set_display_name(account.id, name)
+            await tx.commit()
+        return Account(account.id, account.address, account.kind, name, account.created_at)

@@ -1,0 +1,22 @@
+"""The set of use cases the edges (HTTP, WebSocket) call into."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from openmessenger.core.ids import Domain
+from openmessenger.services.accounts import AccountService
+from openmessenger.services.devices import DeviceService
+from openmessenger.services.messaging import MessagingService
+from openmessenger.services.pairing import PairingService
+from openmessenger.services.ports import Clock
+
+
+@dataclass(frozen=True, slots=True)
+class NodeServices:
+    domain: Domain
+    clock: Clock
+    devices: DeviceService
+    accounts: AccountService
+    pairing: PairingService
+    messaging: MessagingService

@@ -1,0 +1,174 @@
+"""Ports: the small interfaces the services need from the outside world.
+
+Adapters in ``storage/`` and ``bus/`` implement them; tests use those real
+adapters. A service receives exactly the ports it uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Protocol
+
+from openmessenger.core.envelope import Message, StreamEvent
+from openmessenger.core.ids import (
+    AccountId,
+    Address,
+    ConversationId,
+    DeviceId,
+    MessageId,
+    PassCodeId,
+)
+from openmessenger.core.passcodes import CodeState
+from openmessenger.core.records import Account, AccountKind, Contact, Device, PassCode
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class Secrets(Protocol):
+    """Keyed hashing under the node secret, and fresh randomness."""
+
+    def hmac(self, purpose: str, value: str) -> str: ...
+
+    def token(self, nbytes: int) -> str: ...
+
+    def digits(self, count: int) -> str: ...
+
+    def identifier(self) -> str: ...
+
+
+class AccountRepository(Protocol):
+    async def create(
+        self, *, account_id: AccountId, address: Address, kind: AccountKind, now: datetime
+    ) -> Account | None:
+        """Insert; ``None`` when the address is taken (the caller draws another)."""
+        ...
+
+    async def get(self, account_id: AccountId) -> Account | None: ...
+
+    async def by_address(self, address: Address) -> Account | None: ...
+
+    async def set_display_name(self, account_id: AccountId, name: str) -> None: ...
+
+
+class DeviceRepository(Protocol):
+    async def create(self, device: Device) -> None: ...
+
+    async def by_ed25519_key(self, key: str) -> Device | None: ...
+
+    async def ids_of_account(self, account_id: AccountId) -> list[DeviceId]: ...
+
+    async def add_token(self, device_id: DeviceId, token_hmac: str, now: datetime) -> None: ...
+
+    async def by_token(self, token_hmac: str) -> Device | None: ...
+
+
+class ChallengeRepository(Protocol):
+    async def add(self, challenge_hmac: str, expires_at: datetime) -> None: ...
+
+    async def consume(self, challenge_hmac: str, now: datetime) -> bool:
+        """Delete the challenge; True only if it existed and had not expired."""
+        ...
+
+
+class PassCodeRepository(Protocol):
+    async def add(self, code: PassCode) -> None: ...
+
+    async def list_for(self, owner: AccountId) -> list[PassCode]: ...
+
+    async def live(self, owner: AccountId, now: datetime) -> list[PassCode]: ...
+
+    async def set_state(
+        self,
+        ids: Sequence[PassCodeId],
+        state: CodeState,
+        *,
+        used_by: Address | None = None,
+        at: datetime | None = None,
+    ) -> None: ...
+
+    async def budget_spent(self, owner: AccountId, pool: str) -> int: ...
+
+    async def set_budget_spent(self, owner: AccountId, pool: str, spent: int) -> None: ...
+
+    async def lock_owner(self, owner: AccountId) -> None:
+        """Serialise redemptions against one owner (a row lock where supported)."""
+        ...
+
+
+class ConnectionRepository(Protocol):
+    async def add(self, contact: Contact) -> bool:
+        """Insert; False when the owner already has this contact."""
+        ...
+
+    async def get(self, owner: AccountId, address: Address) -> Contact | None: ...
+
+    async def list_for(self, owner: AccountId) -> list[Contact]: ...
+
+    async def by_conversation(
+        self, owner: AccountId, conversation_id: ConversationId
+    ) -> Contact | None: ...
+
+    async def create_conversation(self, conversation_id: ConversationId, now: datetime) -> None: ...
+
+
+class MessageRepository(Protocol):
+    async def by_txn(self, device_id: DeviceId, client_txn_id: str) -> Message | None: ...
+
+    async def next_seq(self, conversation_id: ConversationId) -> int: ...
+
+    async def add(self, message: Message, client_txn_id: str | None) -> bool:
+        """Insert; False when the sender's ``client_txn_id`` was already used."""
+        ...
+
+    async def fan_out(self, message: Message, devices: Sequence[DeviceId]) -> list[StreamEvent]:
+        """Append the message to each device's stream, assigning positions."""
+        ...
+
+    async def stream(self, device_id: DeviceId, since: int, limit: int) -> list[StreamEvent]: ...
+
+    async def history(
+        self, conversation_id: ConversationId, after_seq: int, limit: int
+    ) -> list[Message]: ...
+
+    async def get(self, message_id: MessageId) -> Message | None: ...
+
+
+class Transaction(Protocol):
+    accounts: AccountRepository
+    devices: DeviceRepository
+    challenges: ChallengeRepository
+    codes: PassCodeRepository
+    connections: ConnectionRepository
+    messages: MessageRepository
+
+    async def commit(self) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    def __call__(self) -> AbstractAsyncContextManager[Transaction]:
+        """Open a transaction; leaving without ``commit()`` rolls back."""
+        ...
+
+
+class SubscriptionLagged(Exception):  # noqa: N818 - an event, not a failure of ours
+    """The subscriber fell behind; re-read from the store and subscribe again."""
+
+
+class Subscription(Protocol):
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        """Events in publish order; raises :class:`SubscriptionLagged` after an overflow."""
+        ...
+
+
+class Bus(Protocol):
+    """Live fan-out of stream events to the processes that hold a device's stream."""
+
+    async def publish(self, events: Sequence[StreamEvent]) -> None: ...
+
+    def subscribe(self, device_id: DeviceId) -> AbstractAsyncContextManager[Subscription]: ...

@@ -1,0 +1,437 @@
+"""SQLAlchemy implementations of the service ports: the only place SQL lives."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from openmessenger.core.envelope import DeliveryStatus, Message, StreamEvent
+from openmessenger.core.ids import (
+    AccountId,
+    Address,
+    ConversationId,
+    DeviceId,
+    MessageId,
+    PassCodeId,
+)
+from openmessenger.core.passcodes import CodeState
+from openmessenger.core.records import Account, AccountKind, Contact, Device, PassCode
+from openmessenger.storage.tables import (
+    accounts,
+    auth_challenges,
+    connections,
+    conversations,
+    device_streams,
+    device_tokens,
+    devices,
+    messages,
+    pass_code_budgets,
+    pass_codes,
+)
+
+
+class _Repository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def _insert_unique(self, statement: Any) -> bool:
+        """Run an INSERT; False if it hit a unique constraint (nothing else changes)."""
+        try:
+            async with self._conn.begin_nested():
+                await self._conn.execute(statement)
+        except IntegrityError:
+            return False
+        return True
+
+
+def _account(row: Row[Any]) -> Account:
+    return Account(
+        id=AccountId(row.id),
+        address=Address(row.address),
+        kind=AccountKind(row.kind),
+        display_name=row.display_name,
+        created_at=row.created_at,
+    )
+
+
+class SqlAccounts(_Repository):
+    async def create(
+        self, *, account_id: AccountId, address: Address, kind: AccountKind, now: datetime
+    ) -> Account | None:
+        values = {"id": account_id, "address": address, "kind": kind.value, "created_at": now}
+        if not await self._insert_unique(insert(accounts).values(**values)):
+            return None
+        return Account(account_id, address, kind, None, now)
+
+    async def get(self, account_id: AccountId) -> Account | None:
+        row = (await self._conn.execute(select(accounts).where(accounts.c.id == account_id))).first()
+        return _account(row) if row else None
+
+    async def by_address(self, address: Address) -> Account | None:
+        query = select(accounts).where(accounts.c.address == address)
+        row = (await self._conn.execute(query)).first()
+        return _account(row) if row else None
+
+    async def set_display_name(self, account_id: AccountId, name: str) -> None:
+        await self._conn.execute(
+            update(accounts).where(accounts.c.id == account_id).values(display_name=name)
+        )
+
+
+def _device(row: Row[Any]) -> Device:
+    return Device(
+        id=DeviceId(row.id),
+        account_id=AccountId(row.account_id),
+        ed25519_key=row.ed25519_key,
+        curve25519_key=row.curve25519_key,
+        created_at=row.created_at,
+    )
+
+
+_DEVICE_COLUMNS = (
+    devices.c.id,
+    devices.c.account_id,
+    devices.c.ed25519_key,
+    devices.c.curve25519_key,
+    devices.c.created_at,
+)
+
+
+class SqlDevices(_Repository):
+    async def create(self, device: Device) -> None:
+        await self._conn.execute(
+            insert(devices).values(
+                id=device.id,
+                account_id=device.account_id,
+                ed25519_key=device.ed25519_key,
+                curve25519_key=device.curve25519_key,
+                created_at=device.created_at,
+                stream_head=0,
+            )
+        )
+
+    async def by_ed25519_key(self, key: str) -> Device | None:
+        query = select(*_DEVICE_COLUMNS).where(devices.c.ed25519_key == key)
+        row = (await self._conn.execute(query)).first()
+        return _device(row) if row else None
+
+    async def ids_of_account(self, account_id: AccountId) -> list[DeviceId]:
+        query = select(devices.c.id).where(devices.c.account_id == account_id).order_by(devices.c.id)
+        return [DeviceId(r.id) for r in await self._conn.execute(query)]
+
+    async def add_token(self, device_id: DeviceId, token_hmac: str, now: datetime) -> None:
+        await self._conn.execute(
+            insert(device_tokens).values(token_hmac=token_hmac, device_id=device_id, created_at=now)
+        )
+
+    async def by_token(self, token_hmac: str) -> Device | None:
+        query = (
+            select(*_DEVICE_COLUMNS)
+            .join(device_tokens, device_tokens.c.device_id == devices.c.id)
+            .where(device_tokens.c.token_hmac == token_hmac)
+        )
+        row = (await self._conn.execute(query)).first()
+        return _device(row) if row else None
+
+
+class SqlChallenges(_Repository):
+    async def add(self, challenge_hmac: str, expires_at: datetime) -> None:
+        await self._conn.execute(
+            insert(auth_challenges).values(challenge_hmac=challenge_hmac, expires_at=expires_at)
+        )
+
+    async def consume(self, challenge_hmac: str, now: datetime) -> bool:
+        # Expired challenges are swept here too, so the table stays small.
+        await self._conn.execute(delete(auth_challenges).where(auth_challenges.c.expires_at <= now))
+        result = await self._conn.execute(
+            delete(auth_challenges).where(auth_challenges.c.challenge_hmac == challenge_hmac)
+        )
+        return result.rowcount == 1
+
+
+def _pass_code(row: Row[Any]) -> PassCode:
+    return PassCode(
+        id=PassCodeId(row.id),
+        owner_account_id=AccountId(row.owner_account_id),
+        code_hmac=row.code_hmac,
+        bound_to=Address(row.bound_to) if row.bound_to else None,
+        state=CodeState(row.state),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        used_by=Address(row.used_by) if row.used_by else None,
+        used_at=row.used_at,
+    )
+
+
+class SqlPassCodes(_Repository):
+    async def add(self, code: PassCode) -> None:
+        await self._conn.execute(
+            insert(pass_codes).values(
+                id=code.id,
+                owner_account_id=code.owner_account_id,
+                code_hmac=code.code_hmac,
+                bound_to=code.bound_to,
+                state=code.state.value,
+                created_at=code.created_at,
+                expires_at=code.expires_at,
+            )
+        )
+
+    async def list_for(self, owner: AccountId) -> list[PassCode]:
+        query = (
+            select(pass_codes)
+            .where(pass_codes.c.owner_account_id == owner)
+            .order_by(pass_codes.c.created_at.desc(), pass_codes.c.id)
+        )
+        return [_pass_code(r) for r in await self._conn.execute(query)]
+
+    async def live(self, owner: AccountId, now: datetime) -> list[PassCode]:
+        query = select(pass_codes).where(
+            pass_codes.c.owner_account_id == owner,
+            pass_codes.c.state == CodeState.LIVE.value,
+            pass_codes.c.expires_at > now,
+        )
+        return [_pass_code(r) for r in await self._conn.execute(query)]
+
+    async def set_state(
+        self,
+        ids: Sequence[PassCodeId],
+        state: CodeState,
+        *,
+        used_by: Address | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        if not ids:
+            return
+        values: dict[str, Any] = {"state": state.value}
+        if used_by is not None:
+            values.update(used_by=used_by, used_at=at)
+        await self._conn.execute(update(pass_codes).where(pass_codes.c.id.in_(ids)).values(**values))
+
+    async def budget_spent(self, owner: AccountId, pool: str) -> int:
+        query = select(pass_code_budgets.c.spent).where(
+            pass_code_budgets.c.owner_account_id == owner, pass_code_budgets.c.pool == pool
+        )
+        spent = (await self._conn.execute(query)).scalar()
+        return int(spent or 0)
+
+    async def set_budget_spent(self, owner: AccountId, pool: str, spent: int) -> None:
+        where = and_(
+            pass_code_budgets.c.owner_account_id == owner, pass_code_budgets.c.pool == pool
+        )
+        if spent == 0:
+            await self._conn.execute(delete(pass_code_budgets).where(where))
+            return
+        result = await self._conn.execute(update(pass_code_budgets).where(where).values(spent=spent))
+        if result.rowcount == 0:
+            await self._conn.execute(
+                insert(pass_code_budgets).values(owner_account_id=owner, pool=pool, spent=spent)
+            )
+
+    async def lock_owner(self, owner: AccountId) -> None:
+        # A no-op UPDATE takes the row lock on PostgreSQL (SQLite already has
+        # one writer), so two redemptions against one owner run one after another.
+        await self._conn.execute(
+            update(accounts).where(accounts.c.id == owner).values(kind=accounts.c.kind)
+        )
+
+
+def _contact(row: Row[Any]) -> Contact:
+    return Contact(
+        owner_account_id=AccountId(row.owner_account_id),
+        address=Address(row.peer_address),
+        display_name=row.display_name,
+        conversation_id=ConversationId(row.conversation_id),
+        connected_at=row.connected_at,
+    )
+
+
+def _contacts_query() -> Any:
+    # A local peer's name is read live from its account; a remote peer's is
+    # the one its node last told us.
+    return select(
+        connections.c.owner_account_id,
+        connections.c.peer_address,
+        func.coalesce(accounts.c.display_name, connections.c.peer_display_name).label(
+            "display_name"
+        ),
+        connections.c.conversation_id,
+        connections.c.connected_at,
+    ).outerjoin(accounts, accounts.c.address == connections.c.peer_address)
+
+
+class SqlConnections(_Repository):
+    async def add(self, contact: Contact) -> bool:
+        return await self._insert_unique(
+            insert(connections).values(
+                owner_account_id=contact.owner_account_id,
+                peer_address=contact.address,
+                peer_display_name=contact.display_name,
+                conversation_id=contact.conversation_id,
+                connected_at=contact.connected_at,
+            )
+        )
+
+    async def get(self, owner: AccountId, address: Address) -> Contact | None:
+        query = _contacts_query().where(
+            connections.c.owner_account_id == owner, connections.c.peer_address == address
+        )
+        row = (await self._conn.execute(query)).first()
+        return _contact(row) if row else None
+
+    async def list_for(self, owner: AccountId) -> list[Contact]:
+        query = (
+            _contacts_query()
+            .where(connections.c.owner_account_id == owner)
+            .order_by(connections.c.connected_at, connections.c.peer_address)
+        )
+        return [_contact(r) for r in await self._conn.execute(query)]
+
+    async def by_conversation(
+        self, owner: AccountId, conversation_id: ConversationId
+    ) -> Contact | None:
+        query = _contacts_query().where(
+            connections.c.owner_account_id == owner,
+            connections.c.conversation_id == conversation_id,
+        )
+        row = (await self._conn.execute(query)).first()
+        return _contact(row) if row else None
+
+    async def create_conversation(self, conversation_id: ConversationId, now: datetime) -> None:
+        await self._conn.execute(
+            insert(conversations).values(
+                id=conversation_id, kind="direct", created_at=now, last_seq=0
+            )
+        )
+
+
+_MESSAGE_COLUMNS = (
+    messages.c.id,
+    messages.c.conversation_id,
+    messages.c.seq,
+    messages.c.sender,
+    messages.c.sender_device,
+    messages.c.recipient,
+    messages.c.body,
+    messages.c.sent_at,
+    messages.c.status,
+)
+
+
+def _message(row: Row[Any]) -> Message:
+    return Message(
+        id=MessageId(row.id),
+        conversation_id=ConversationId(row.conversation_id),
+        seq=int(row.seq),
+        sender=Address(row.sender),
+        sender_device=DeviceId(row.sender_device),
+        recipient=Address(row.recipient),
+        body=row.body,
+        sent_at=row.sent_at,
+        status=DeliveryStatus(row.status),
+    )
+
+
+class SqlMessages(_Repository):
+    async def by_txn(self, device_id: DeviceId, client_txn_id: str) -> Message | None:
+        query = select(*_MESSAGE_COLUMNS).where(
+            messages.c.sender_device == device_id, messages.c.client_txn_id == client_txn_id
+        )
+        row = (await self._conn.execute(query)).first()
+        return _message(row) if row else None
+
+    async def next_seq(self, conversation_id: ConversationId) -> int:
+        result = await self._conn.execute(
+            update(conversations)
+            .where(conversations.c.id == conversation_id)
+            .values(last_seq=conversations.c.last_seq + 1)
+            .returning(conversations.c.last_seq)
+        )
+        return int(result.scalar_one())
+
+    async def add(self, message: Message, client_txn_id: str | None) -> bool:
+        return await self._insert_unique(
+            insert(messages).values(
+                id=message.id,
+                conversation_id=message.conversation_id,
+                seq=message.seq,
+                sender=message.sender,
+                sender_device=message.sender_device,
+                recipient=message.recipient,
+                body=message.body,
+                sent_at=message.sent_at,
+                status=message.status.value,
+                client_txn_id=client_txn_id,
+            )
+        )
+
+    async def fan_out(self, message: Message, devices_: Sequence[DeviceId]) -> list[StreamEvent]:
+        events = []
+        for device_id in sorted(devices_):  # one lock order: no deadlocks between senders
+            result = await self._conn.execute(
+                update(devices)
+                .where(devices.c.id == device_id)
+                .values(stream_head=devices.c.stream_head + 1)
+                .returning(devices.c.stream_head)
+            )
+            events.append(StreamEvent(device_id, int(result.scalar_one()), message))
+        if events:
+            await self._conn.execute(
+                insert(device_streams),
+                [
+                    {"device_id": e.device_id, "position": e.position, "message_id": message.id}
+                    for e in events
+                ],
+            )
+        return events
+
+    async def stream(self, device_id: DeviceId, since: int, limit: int) -> list[StreamEvent]:
+        query = (
+            select(device_streams.c.position, *_MESSAGE_COLUMNS)
+            .join(messages, messages.c.id == device_streams.c.message_id)
+            .where(device_streams.c.device_id == device_id, device_streams.c.position > since)
+            .order_by(device_streams.c.position)
+            .limit(limit)
+        )
+        return [
+            StreamEvent(device_id, int(r.position), _message(r))
+            for r in await self._conn.execute(query)
+        ]
+
+    async def history(
+        self, conversation_id: ConversationId, after_seq: int, limit: int
+    ) -> list[Message]:
+        query = (
+            select(*_MESSAGE_COLUMNS)
+            .where(messages.c.conversation_id == conversation_id, messages.c.seq > after_seq)
+            .order_by(messages.c.seq)
+            .limit(limit)
+        )
+        return [_message(r) for r in await self._conn.execute(query)]
+
+    async def get(self, message_id: MessageId) -> Message | None:
+        query = select(*_MESSAGE_COLUMNS).where(messages.c.id == message_id)
+        row = (await self._conn.execute(query)).first()
+        return _message(row) if row else None
+
+
+class SqlTransaction:
+    """One database transaction, exposing every repository over one connection."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+        self.accounts = SqlAccounts(conn)
+        self.devices = SqlDevices(conn)
+        self.challenges = SqlChallenges(conn)
+        self.codes = SqlPassCodes(conn)
+        self.connections = SqlConnections(conn)
+        self.messages = SqlMessages(conn)
+
+    async def commit(self) -> None:
+        await self._conn.commit()

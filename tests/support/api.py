@@ -1,0 +1,78 @@
+"""Raw HTTP helpers for API tests: real devices (vodozemac identities) over real HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from openmessenger.crypto.device_identity import DeviceIdentity
+from openmessenger.protocol.client_api import signed_challenge_bytes
+
+
+@dataclass
+class ApiDevice:
+    http: httpx.AsyncClient
+    identity: DeviceIdentity
+    device_id: str
+    address: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    async def get(self, path: str, **kw: Any) -> httpx.Response:
+        return await self.http.get(path, headers=self.auth, **kw)
+
+    async def post(self, path: str, json: Any = None, **kw: Any) -> httpx.Response:
+        return await self.http.post(path, json=json, headers={**self.auth, **kw.pop("headers", {})}, **kw)
+
+    async def issue_code(self, for_address: str | None = None) -> str:
+        response = await self.post("/v1/codes", {"for": for_address})
+        assert response.status_code == 201, response.text
+        return str(response.json()["pass_code"])
+
+    async def connect(self, address: str, code: str) -> httpx.Response:
+        return await self.post("/v1/connections", {"address": address, "pass_code": code})
+
+    async def send(self, to: str, body: str, txn: str | None = None) -> httpx.Response:
+        return await self.post("/v1/messages", {"to": to, "body": body, "client_txn_id": txn})
+
+    async def sync(self, since: int = 0) -> list[dict[str, Any]]:
+        response = await self.get("/v1/sync", params={"since": since, "limit": 500})
+        assert response.status_code == 200, response.text
+        events: list[dict[str, Any]] = response.json()["events"]
+        return events
+
+
+async def signed_challenge(http: httpx.AsyncClient, identity: DeviceIdentity) -> dict[str, str]:
+    answer = (await http.post("/v1/auth/challenge")).json()
+    signature = identity.sign(signed_challenge_bytes(answer["challenge"], answer["domain"]))
+    return {
+        "ed25519_key": identity.ed25519_key,
+        "challenge": answer["challenge"],
+        "signature": signature,
+    }
+
+
+async def register(http: httpx.AsyncClient, name: str | None = None) -> ApiDevice:
+    identity = DeviceIdentity.create()
+    body = await signed_challenge(http, identity)
+    body.update(curve25519_key=identity.curve25519_key)
+    if name:
+        body["display_name"] = name
+    response = await http.post("/v1/devices", json=body)
+    assert response.status_code == 201, response.text
+    data = response.json()
+    return ApiDevice(http, identity, data["device_id"], data["address"], data["access_token"])
+
+
+async def connected_pair(http: httpx.AsyncClient) -> tuple[ApiDevice, ApiDevice]:
+    alice = await register(http, "Alice")
+    bob = await register(http, "Bob")
+    code = await alice.issue_code()
+    response = await bob.connect(alice.address, code)
+    assert response.status_code == 201, response.text
+    return alice, bob
