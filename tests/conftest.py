@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from openmessenger.settings import Settings
-from tests.support.node import NodeThread
+from tests.support.node import NodeThread, SettableClock
 from tests.support.postgres import create_database, postgres_server
 
 BACKENDS = ["sqlite", "postgres"]
@@ -56,8 +56,13 @@ def node_settings(database_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def running_node(node_settings: Settings) -> Iterator[NodeThread]:
-    node = NodeThread(node_settings).start()
+def clock() -> SettableClock:
+    return SettableClock()
+
+
+@pytest.fixture
+def running_node(node_settings: Settings, clock: SettableClock) -> Iterator[NodeThread]:
+    node = NodeThread(node_settings, clock=clock).start()
     try:
         yield node
     finally:
@@ -85,3 +90,15 @@ async def engine(database_url: str) -> AsyncIterator[object]:
         yield eng
     finally:
         await eng.dispose()
+
+
+@pytest.fixture
+def dump(running_node: NodeThread) -> Callable[[], Awaitable[dict[str, list[dict[str, object]]]]]:
+    """``await dump()``: every row of every table of the running node."""
+    from tests.support.node import dump_database
+
+    async def read() -> dict[str, list[dict[str, object]]]:
+        assert running_node.node is not None
+        return await running_node.call(dump_database(running_node.node))
+
+    return read

@@ -21,6 +21,7 @@ from openmessenger.services.devices import DeviceService
 from openmessenger.services.messaging import MessagingService
 from openmessenger.services.node import NodeServices
 from openmessenger.services.pairing import PairingService
+from openmessenger.services.ports import Clock
 from openmessenger.settings import Settings
 from openmessenger.storage.database import SqlUnitOfWork, connect_and_migrate, normalise_url
 
@@ -43,14 +44,14 @@ class Node:
         await self.engine.dispose()
 
 
-async def build_node(settings: Settings) -> Node:
+async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
     url = settings.effective_database_url()
     if normalise_url(url).drivername.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = await connect_and_migrate(url, sqlite_synchronous=settings.sqlite_synchronous)
     uow = SqlUnitOfWork(engine)
     secrets = NodeSecrets(settings.load_node_secret())
-    clock = SystemClock()
+    clock = clock or SystemClock()
     bus = MemoryBus()
     domain = Domain(settings.domain)
     services = NodeServices(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +10,20 @@ import httpx
 
 from openmessenger.crypto.device_identity import DeviceIdentity
 from openmessenger.protocol.client_api import signed_challenge_bytes
+
+
+Dump = Callable[[], Awaitable[dict[str, list[dict[str, object]]]]]
+
+
+def rows_mentioning(dump: dict[str, list[dict[str, object]]], needle: str) -> list[str]:
+    """``table.column`` of every stored value that contains ``needle``."""
+    return [
+        f"{table}.{column}"
+        for table, rows in dump.items()
+        for row in rows
+        for column, value in row.items()
+        if needle in str(value)
+    ]
 
 
 @dataclass

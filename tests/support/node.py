@@ -6,17 +6,24 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+from datetime import UTC, datetime, timedelta
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import uvicorn
 
+from openmessenger.services.ports import Clock
 from openmessenger.settings import Settings
 from openmessenger.wiring import Node, build_node, uvicorn_config
+
+T = TypeVar("T")
 
 
 @dataclass
 class NodeThread:
     settings: Settings
+    clock: Clock | None = None
     node: Node | None = None
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
@@ -48,7 +55,7 @@ class NodeThread:
     async def _main(self) -> None:
         try:
             self._loop = asyncio.get_running_loop()
-            self.node = await build_node(self.settings)
+            self.node = await build_node(self.settings, clock=self.clock)
             self._server = uvicorn.Server(uvicorn_config(self.node.app, self.settings))
         except BaseException as exc:
             self._error = exc
@@ -61,13 +68,40 @@ class NodeThread:
         finally:
             await self.node.close()
 
-    def run_coroutine(self, coro):  # type: ignore[no-untyped-def]
-        """Run ``coro`` on the node's own loop (e.g. a service call) and wait for it."""
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await ``coro`` on the node's own loop (its engine lives there)."""
         assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=30)
+
+
+class SettableClock:
+    """A clock the test moves by hand (for expiry); starts at the real time."""
+
+    def __init__(self) -> None:
+        self._now = datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, delta: timedelta) -> None:
+        self._now += delta
+
+
+async def dump_database(node: Node) -> dict[str, list[dict[str, object]]]:
+    """Every row of every table, as the node stored it."""
+    from sqlalchemy import select
+
+    from openmessenger.storage.tables import metadata
+
+    dump: dict[str, list[dict[str, object]]] = {}
+    async with node.engine.connect() as conn:
+        for table in metadata.sorted_tables:
+            rows = await conn.execute(select(table))
+            dump[table.name] = [dict(r._mapping) for r in rows]
+    return dump

@@ -11,6 +11,7 @@ from starlette.websockets import WebSocketDisconnect
 from openmessenger.api import render
 from openmessenger.api.deps import authenticate, services_of
 from openmessenger.core.errors import DomainError
+from openmessenger.core.ids import DeviceId
 
 router = APIRouter(tags=["stream"])
 
@@ -20,15 +21,17 @@ CLOSE_BAD_REQUEST = 4400
 
 @router.websocket("/stream")
 async def stream(websocket: WebSocket, since: int = Query(default=0)) -> None:
+    # Accept first, then close with our own code: a refused handshake would
+    # reach browsers and most clients only as an anonymous HTTP 403.
+    await websocket.accept()
     try:
         caller = await authenticate(websocket)
     except DomainError:
-        await websocket.close(code=CLOSE_UNAUTHENTICATED)
+        await websocket.close(code=CLOSE_UNAUTHENTICATED, reason="unauthenticated")
         return
     if since < 0:
         await websocket.close(code=CLOSE_BAD_REQUEST, reason="since must be 0 or more")
         return
-    await websocket.accept()
     metrics = websocket.app.state.metrics
     metrics.stream_connections.inc()
     sender = asyncio.create_task(_send_events(websocket, caller.device.id, since))
@@ -47,11 +50,9 @@ async def stream(websocket: WebSocket, since: int = Query(default=0)) -> None:
         metrics.stream_connections.dec()
 
 
-async def _send_events(websocket: WebSocket, device_id: str, since: int) -> None:
+async def _send_events(websocket: WebSocket, device_id: DeviceId, since: int) -> None:
     messaging = services_of(websocket).messaging
-    from openmessenger.core.ids import DeviceId
-
-    events = messaging.follow(DeviceId(device_id), since)
+    events = messaging.follow(device_id, since)
     try:
         async for event in events:
             payload = render.stream_event(event).model_dump_json(by_alias=True)
