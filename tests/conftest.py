@@ -22,7 +22,7 @@ def postgres_admin_url() -> Iterator[str]:
     try:
         with postgres_server() as url:
             yield url
-    except Exception as exc:  # noqa: BLE001 - reported below
+    except Exception as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(f"PostgreSQL could not start under CI: {exc!r}")
         pytest.skip(f"PostgreSQL could not start: {exc!r}")

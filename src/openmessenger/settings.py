@@ -23,7 +23,7 @@ from pydantic_settings import (
 from openmessenger.core.errors import InvalidInput
 from openmessenger.core.ids import parse_domain
 
-NODE_SECRET_FILE_NAME = "node_secret"
+NODE_SECRET_FILE_NAME = "node_secret"  # noqa: S105 - a file name
 DATABASE_FILE_NAME = "openmessenger.db"
 
 
@@ -107,5 +107,7 @@ def _decode_secret(text: str, where: str) -> bytes:
     except ValueError:
         raise ValueError(f"{where}: the node secret must be hex") from None
     if len(raw) < 32 or len(set(raw)) < 8:
-        raise ValueError(f"{where}: the node secret must be 32 random bytes or more (64 hex digits)")
+        raise ValueError(
+            f"{where}: the node secret must be 32 random bytes or more (64 hex digits)"
+        )
     return raw

@@ -17,7 +17,9 @@ async def test_a_new_key_gets_an_anonymous_account_with_a_random_address(
     assert alice.address != bob.address
     me = (await alice.get("/v1/me")).json()
     assert me == {"address": alice.address, "display_name": "Alice", "device_id": alice.device_id}
-    renamed = await alice.http.patch("/v1/me", json={"display_name": "Alice Liddell"}, headers=alice.auth)
+    renamed = await alice.http.patch(
+        "/v1/me", json={"display_name": "Alice Liddell"}, headers=alice.auth
+    )
     assert renamed.json()["display_name"] == "Alice Liddell"
 
 
@@ -25,7 +27,11 @@ async def test_registration_needs_a_valid_fresh_signature(http: httpx.AsyncClien
     identity = DeviceIdentity.create()
     other = DeviceIdentity.create()
     body = await signed_challenge(http, identity)
-    forged = {**body, "signature": other.sign(b"something else"), "curve25519_key": identity.curve25519_key}
+    forged = {
+        **body,
+        "signature": other.sign(b"something else"),
+        "curve25519_key": identity.curve25519_key,
+    }
     assert (await http.post("/v1/devices", json=forged)).status_code == 401
     # The challenge was spent by the failed attempt: it cannot be used again.
     honest = {**body, "curve25519_key": identity.curve25519_key}
@@ -69,5 +75,10 @@ async def test_the_node_never_holds_a_private_key(http: httpx.AsyncClient, dump:
     assert rows_mentioning(stored, pickle) == []
     assert [d["ed25519_key"] for d in stored["devices"]] == [identity.ed25519_key]
     assert set(stored["devices"][0]) == {
-        "id", "account_id", "ed25519_key", "curve25519_key", "created_at", "stream_head"
+        "id",
+        "account_id",
+        "ed25519_key",
+        "curve25519_key",
+        "created_at",
+        "stream_head",
     }

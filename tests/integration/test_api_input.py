@@ -12,7 +12,9 @@ from tests.support.api import Dump, connected_pair, register
 PROBLEM = "application/problem+json"
 
 
-def assert_problem(response: httpx.Response, status: int, code: str, field: str | None = None) -> None:
+def assert_problem(
+    response: httpx.Response, status: int, code: str, field: str | None = None
+) -> None:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith(PROBLEM)
     body = response.json()
@@ -39,19 +41,21 @@ def assert_problem(response: httpx.Response, status: int, code: str, field: str 
 async def test_bad_sends_name_the_field(
     http: httpx.AsyncClient, dump: Dump, payload: dict[str, Any], field: str
 ) -> None:
-    alice, bob = await connected_pair(http)
+    _, bob = await connected_pair(http)
     before = await dump()
     assert_problem(await bob.post("/v1/messages", payload), 422, "invalid_input", field)
     assert await dump() == before
 
 
 async def test_malformed_json_and_oversize_bodies(http: httpx.AsyncClient, dump: Dump) -> None:
-    alice, bob = await connected_pair(http)
+    _, bob = await connected_pair(http)
     before = await dump()
     headers = {**bob.auth, "content-type": "application/json"}
     malformed = await http.post("/v1/messages", content=b'{"to": "1*x", ', headers=headers)
     assert_problem(malformed, 400, "malformed_json")
-    oversize = await http.post("/v1/messages", content=b"{" + b" " * 300_000 + b"}", headers=headers)
+    oversize = await http.post(
+        "/v1/messages", content=b"{" + b" " * 300_000 + b"}", headers=headers
+    )
     assert_problem(oversize, 413, "body_too_large", "body")
 
     async def chunks():  # no Content-Length: counted as it arrives
@@ -66,12 +70,40 @@ async def test_malformed_json_and_oversize_bodies(http: httpx.AsyncClient, dump:
 @pytest.mark.parametrize(
     ("method", "path", "payload", "status", "code", "field"),
     [
-        ("post", "/v1/connections", {"address": "x", "pass_code": "123456"}, 422, "invalid_input", "address"),
-        ("post", "/v1/connections", {"address": "1*localhost", "pass_code": "12345"}, 422, "invalid_input", "pass_code"),
-        ("post", "/v1/connections", {"address": "1*localhost", "pass_code": 123456}, 422, "invalid_input", "pass_code"),
+        (
+            "post",
+            "/v1/connections",
+            {"address": "x", "pass_code": "123456"},
+            422,
+            "invalid_input",
+            "address",
+        ),
+        (
+            "post",
+            "/v1/connections",
+            {"address": "1*localhost", "pass_code": "12345"},
+            422,
+            "invalid_input",
+            "pass_code",
+        ),
+        (
+            "post",
+            "/v1/connections",
+            {"address": "1*localhost", "pass_code": 123456},
+            422,
+            "invalid_input",
+            "pass_code",
+        ),
         ("post", "/v1/codes", {"for": "nobody"}, 422, "invalid_input", "for"),
         ("patch", "/v1/me", {"display_name": "x" * 41}, 422, "invalid_input", "display_name"),
-        ("patch", "/v1/me", {"display_name": "Robert'); DROP"}, 422, "invalid_input", "display_name"),
+        (
+            "patch",
+            "/v1/me",
+            {"display_name": "Robert'); DROP"},
+            422,
+            "invalid_input",
+            "display_name",
+        ),
         ("get", "/v1/sync?since=-1", None, 422, "invalid_input", "since"),
         ("get", "/v1/sync?limit=100000", None, 422, "invalid_input", "limit"),
         ("get", "/v1/sync?since=abc", None, 422, "invalid_input", "since"),

@@ -23,16 +23,14 @@ async def test_connected_devices_exchange_messages_in_order(http: httpx.AsyncCli
     positions = [e["position"] for e in events]
     assert positions == sorted(positions) and len(set(positions)) == 3
     assert [e["message"]["seq"] for e in events] == [1, 2, 3]
-    assert {e["message"]["conversation_id"] for e in events} == {
-        reply.json()["conversation_id"]
-    }
+    assert {e["message"]["conversation_id"] for e in events} == {reply.json()["conversation_id"]}
     # Once synced, nothing is repeated.
     assert await alice.sync(since=positions[-1]) == []
     assert [e["message"]["body"] for e in await bob.sync()] == ["hi bob"]
 
 
 async def test_no_connection_no_message(http: httpx.AsyncClient, dump: Dump) -> None:
-    alice, bob = await connected_pair(http)
+    alice, _ = await connected_pair(http)
     stranger = await register(http)
     refused = await stranger.send(alice.address, "buy now")
     unknown = await stranger.send("1234567890*localhost", "buy now")
@@ -48,9 +46,13 @@ async def test_a_retried_send_is_stored_and_delivered_once(
     alice, bob = await connected_pair(http)
     first = await bob.send(alice.address, "only once", txn="txn-1")
     again = await bob.send(alice.address, "only once", txn="txn-1")
-    racing = await asyncio.gather(*(bob.send(alice.address, "raced", txn="txn-2") for _ in range(5)))
+    racing = await asyncio.gather(
+        *(bob.send(alice.address, "raced", txn="txn-2") for _ in range(5))
+    )
     by_header = [
-        await bob.post("/v1/messages", {"to": alice.address, "body": "hdr"}, headers={"Idempotency-Key": "k"})
+        await bob.post(
+            "/v1/messages", {"to": alice.address, "body": "hdr"}, headers={"Idempotency-Key": "k"}
+        )
         for _ in range(2)
     ]
     assert (first.status_code, again.status_code) == (201, 200)

@@ -39,7 +39,9 @@ async def test_every_refusal_looks_the_same(http: httpx.AsyncClient, clock: Sett
         "used code": await mallory.connect(alice.address, used),
         "expired code": await mallory.connect(alice.address, expiring),
         "unknown address": await mallory.connect("9999999999*localhost", live),
-        "another node's address": await mallory.connect(f"{alice.address.split('*')[0]}*elsewhere.test", live),
+        "another node's address": await mallory.connect(
+            f"{alice.address.split('*')[0]}*elsewhere.test", live
+        ),
     }
     bodies = {name: (r.status_code, r.json()) for name, r in attempts.items()}
     assert len({repr(b) for b in bodies.values()}) == 1, bodies
@@ -139,7 +141,9 @@ async def test_live_codes_are_capped(http: httpx.AsyncClient) -> None:
     assert over.json()["code"] == "limit_exceeded"
     # Withdrawing one makes room again.
     first = (await alice.get("/v1/codes")).json()["codes"][0]
-    assert (await alice.http.delete(f"/v1/codes/{first['id']}", headers=alice.auth)).status_code == 204
+    assert (
+        await alice.http.delete(f"/v1/codes/{first['id']}", headers=alice.auth)
+    ).status_code == 204
     assert (await alice.post("/v1/codes", {})).status_code == 201
 
 

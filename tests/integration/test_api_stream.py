@@ -78,7 +78,9 @@ async def test_a_stream_carries_only_its_own_devices_events(http: httpx.AsyncCli
 
 
 @pytest.mark.parametrize("token", ["", "Bearer wrong"])
-async def test_a_stream_without_a_valid_token_is_closed(http: httpx.AsyncClient, token: str) -> None:
+async def test_a_stream_without_a_valid_token_is_closed(
+    http: httpx.AsyncClient, token: str
+) -> None:
     headers = {"Authorization": token} if token else {}
     async with websockets.connect(ws_url(http), additional_headers=headers) as ws:
         with pytest.raises(websockets.ConnectionClosed) as closed:

@@ -11,7 +11,6 @@ import httpx
 from openmessenger.crypto.device_identity import DeviceIdentity
 from openmessenger.protocol.client_api import signed_challenge_bytes
 
-
 Dump = Callable[[], Awaitable[dict[str, list[dict[str, object]]]]]
 
 
@@ -42,7 +41,9 @@ class ApiDevice:
         return await self.http.get(path, headers=self.auth, **kw)
 
     async def post(self, path: str, json: Any = None, **kw: Any) -> httpx.Response:
-        return await self.http.post(path, json=json, headers={**self.auth, **kw.pop("headers", {})}, **kw)
+        return await self.http.post(
+            path, json=json, headers={**self.auth, **kw.pop("headers", {})}, **kw
+        )
 
     async def issue_code(self, for_address: str | None = None) -> str:
         response = await self.post("/v1/codes", {"for": for_address})

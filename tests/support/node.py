@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from datetime import UTC, datetime, timedelta
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import uvicorn

@@ -1,4 +1,4 @@
-"""Request dependencies: the node's services and the authenticated device (tokens are never logged)."""
+"""Request dependencies: the services, and the calling device (tokens are never logged)."""
 
 from __future__ import annotations
 

@@ -86,7 +86,8 @@ def _http_error(_: Request, exc: Exception) -> JSONResponse:
     code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
         exc.status_code, "http_error"
     )
-    return problem_response(exc.status_code, str(exc.detail), code, headers=exc.headers)
+    headers = dict(exc.headers) if exc.headers else None
+    return problem_response(exc.status_code, str(exc.detail), code, headers=headers)
 
 
 def install(app: FastAPI) -> None:

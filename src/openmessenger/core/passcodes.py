@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 
 CODE_DIGITS = 6
-CODE_SPACE = 10**CODE_DIGITS
+CODE_SPACE: int = 10**CODE_DIGITS
 CODE_TTL_SECONDS = 3600
 MAX_LIVE_CODES = 10
 GUESS_BUDGET = 10

@@ -18,7 +18,9 @@ CHALLENGE_CONTEXT = "openmessenger/v1/device-auth"
 """Prefix of the bytes a device signs to prove possession of its Ed25519 key."""
 
 Base64Key = Annotated[str, Field(min_length=43, max_length=44, pattern=r"^[A-Za-z0-9+/]+=?$")]
-AddressStr = Annotated[str, Field(min_length=3, max_length=300, examples=["4821937*chat.example.org"])]
+AddressStr = Annotated[
+    str, Field(min_length=3, max_length=300, examples=["4821937*chat.example.org"])
+]
 PassCodeStr = Annotated[str, Field(pattern=r"^[0-9]{6}$", examples=["042917"])]
 
 
@@ -45,7 +47,9 @@ class ChallengeOut(Model):
 
 
 class DeviceKeys(Model):
-    ed25519_key: Base64Key = Field(description="The device's Ed25519 identity key (unpadded base64)")
+    ed25519_key: Base64Key = Field(
+        description="The device's Ed25519 identity key (unpadded base64)"
+    )
     challenge: str = Field(min_length=1, max_length=200)
     signature: str = Field(
         min_length=86,
@@ -120,7 +124,9 @@ class ContactList(Model):
 class SendIn(Model):
     to: AddressStr
     body: str = Field(min_length=1, max_length=MAX_BODY_CHARS)
-    client_txn_id: str | None = Field(default=None, min_length=1, max_length=MAX_CLIENT_TXN_ID_CHARS)
+    client_txn_id: str | None = Field(
+        default=None, min_length=1, max_length=MAX_CLIENT_TXN_ID_CHARS
+    )
 
 
 class MessageOut(Model):

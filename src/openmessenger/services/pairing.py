@@ -177,5 +177,3 @@ def _pool_of(code: PassCode) -> str:
 
 async def _withdraw(tx: Transaction, codes: Sequence[PassCode]) -> None:
     await tx.codes.set_state([c.id for c in codes], CodeState.WITHDRAWN)
-
-

@@ -140,12 +140,25 @@ class MessageRepository(Protocol):
 
 
 class Transaction(Protocol):
-    accounts: AccountRepository
-    devices: DeviceRepository
-    challenges: ChallengeRepository
-    codes: PassCodeRepository
-    connections: ConnectionRepository
-    messages: MessageRepository
+    """One atomic unit of work: every repository over one database transaction."""
+
+    @property
+    def accounts(self) -> AccountRepository: ...
+
+    @property
+    def devices(self) -> DeviceRepository: ...
+
+    @property
+    def challenges(self) -> ChallengeRepository: ...
+
+    @property
+    def codes(self) -> PassCodeRepository: ...
+
+    @property
+    def connections(self) -> ConnectionRepository: ...
+
+    @property
+    def messages(self) -> MessageRepository: ...
 
     async def commit(self) -> None: ...
 
@@ -156,7 +169,7 @@ class UnitOfWork(Protocol):
         ...
 
 
-class SubscriptionLagged(Exception):  # noqa: N818 - an event, not a failure of ours
+class SubscriptionLagged(Exception):
     """The subscriber fell behind; re-read from the store and subscribe again."""
 
 

@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from openmessenger.storage.repositories import SqlTransaction
 
@@ -106,5 +106,3 @@ async def connect_and_migrate(url: str, **engine_options: Any) -> AsyncEngine:
     engine = create_engine(url, **engine_options)
     await migrate(engine)
     return engine
-
-

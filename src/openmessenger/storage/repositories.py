@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, select, update
-from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -50,7 +49,7 @@ class _Repository:
         return True
 
 
-def _account(row: Row[Any]) -> Account:
+def _account(row: Any) -> Account:
     return Account(
         id=AccountId(row.id),
         address=Address(row.address),
@@ -70,7 +69,9 @@ class SqlAccounts(_Repository):
         return Account(account_id, address, kind, None, now)
 
     async def get(self, account_id: AccountId) -> Account | None:
-        row = (await self._conn.execute(select(accounts).where(accounts.c.id == account_id))).first()
+        row = (
+            await self._conn.execute(select(accounts).where(accounts.c.id == account_id))
+        ).first()
         return _account(row) if row else None
 
     async def by_address(self, address: Address) -> Account | None:
@@ -84,7 +85,7 @@ class SqlAccounts(_Repository):
         )
 
 
-def _device(row: Row[Any]) -> Device:
+def _device(row: Any) -> Device:
     return Device(
         id=DeviceId(row.id),
         account_id=AccountId(row.account_id),
@@ -122,7 +123,9 @@ class SqlDevices(_Repository):
         return _device(row) if row else None
 
     async def ids_of_account(self, account_id: AccountId) -> list[DeviceId]:
-        query = select(devices.c.id).where(devices.c.account_id == account_id).order_by(devices.c.id)
+        query = (
+            select(devices.c.id).where(devices.c.account_id == account_id).order_by(devices.c.id)
+        )
         return [DeviceId(r.id) for r in await self._conn.execute(query)]
 
     async def add_token(self, device_id: DeviceId, token_hmac: str, now: datetime) -> None:
@@ -155,7 +158,7 @@ class SqlChallenges(_Repository):
         return result.rowcount == 1
 
 
-def _pass_code(row: Row[Any]) -> PassCode:
+def _pass_code(row: Any) -> PassCode:
     return PassCode(
         id=PassCodeId(row.id),
         owner_account_id=AccountId(row.owner_account_id),
@@ -212,7 +215,9 @@ class SqlPassCodes(_Repository):
         values: dict[str, Any] = {"state": state.value}
         if used_by is not None:
             values.update(used_by=used_by, used_at=at)
-        await self._conn.execute(update(pass_codes).where(pass_codes.c.id.in_(ids)).values(**values))
+        await self._conn.execute(
+            update(pass_codes).where(pass_codes.c.id.in_(ids)).values(**values)
+        )
 
     async def budget_spent(self, owner: AccountId, pool: str) -> int:
         query = select(pass_code_budgets.c.spent).where(
@@ -228,7 +233,9 @@ class SqlPassCodes(_Repository):
         if spent == 0:
             await self._conn.execute(delete(pass_code_budgets).where(where))
             return
-        result = await self._conn.execute(update(pass_code_budgets).where(where).values(spent=spent))
+        result = await self._conn.execute(
+            update(pass_code_budgets).where(where).values(spent=spent)
+        )
         if result.rowcount == 0:
             await self._conn.execute(
                 insert(pass_code_budgets).values(owner_account_id=owner, pool=pool, spent=spent)
@@ -242,7 +249,7 @@ class SqlPassCodes(_Repository):
         )
 
 
-def _contact(row: Row[Any]) -> Contact:
+def _contact(row: Any) -> Contact:
     return Contact(
         owner_account_id=AccountId(row.owner_account_id),
         address=Address(row.peer_address),
@@ -324,7 +331,7 @@ _MESSAGE_COLUMNS = (
 )
 
 
-def _message(row: Row[Any]) -> Message:
+def _message(row: Any) -> Message:
     return Message(
         id=MessageId(row.id),
         conversation_id=ConversationId(row.conversation_id),

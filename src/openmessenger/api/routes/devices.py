@@ -29,7 +29,7 @@ def _session(session: DeviceSession) -> DeviceSessionOut:
 
 @router.post("/auth/challenge", response_model=ChallengeOut)
 async def issue_challenge(services: Services) -> ChallengeOut:
-    """A one-time challenge; sign ``signed_challenge_bytes(challenge, domain)`` with the device key."""
+    """A one-time challenge for the device to sign (see ``signed_challenge_bytes``)."""
     challenge = await services.devices.issue_challenge()
     return ChallengeOut(
         challenge=challenge.value, domain=challenge.domain, expires_at=challenge.expires_at
@@ -70,4 +70,6 @@ async def whoami(caller: CurrentDevice) -> MeOut:
 @router.patch("/me", response_model=MeOut)
 async def set_name(body: SetNameIn, caller: CurrentDevice, services: Services) -> MeOut:
     account = await services.accounts.set_display_name(caller, body.display_name)
-    return MeOut(address=account.address, display_name=account.display_name, device_id=caller.device.id)
+    return MeOut(
+        address=account.address, display_name=account.display_name, device_id=caller.device.id
+    )

@@ -61,4 +61,6 @@ async def connect(
 
 @router.get("/connections", response_model=ContactList)
 async def contacts(caller: CurrentDevice, services: Services) -> ContactList:
-    return ContactList(contacts=[render.contact(c) for c in await services.pairing.contacts(caller)])
+    return ContactList(
+        contacts=[render.contact(c) for c in await services.pairing.contacts(caller)]
+    )

@@ -1,0 +1,80 @@
+"""Real node processes for end-to-end tests: ``openmessenger serve`` as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_LISTENING = re.compile(r"running on (http://\S+)")
+
+
+def openmessenger_command() -> list[str]:
+    found = shutil.which("openmessenger", path=str(Path(sys.executable).parent))
+    return [found] if found else [sys.executable, "-m", "openmessenger.cli.main"]
+
+
+@dataclass
+class NodeProcess:
+    """``openmessenger serve`` on a free port; ``url`` is known once it logged that it listens."""
+
+    data_dir: Path
+    database_url: str | None = None
+    node_secret: str = field(default_factory=lambda: secrets.token_hex(32))
+    url: str = ""
+    log: list[str] = field(default_factory=list)
+    _process: subprocess.Popen[str] | None = None
+    _listening: threading.Event = field(default_factory=threading.Event)
+
+    def start(self, timeout: float = 60) -> NodeProcess:
+        command = [
+            *openmessenger_command(),
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            str(self.data_dir),
+        ]
+        if self.database_url:
+            command += ["--database-url", self.database_url]
+        env = {**os.environ, "OPENMESSENGER_NODE_SECRET": self.node_secret}
+        self._listening.clear()
+        self._process = subprocess.Popen(
+            command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
+        )
+        threading.Thread(target=self._read_log, daemon=True).start()
+        if not self._listening.wait(timeout) or not self.url:
+            self.kill()
+            raise RuntimeError("the node did not start:\n" + "\n".join(self.log[-30:]))
+        return self
+
+    def _read_log(self) -> None:
+        assert self._process is not None and self._process.stderr is not None
+        for line in self._process.stderr:
+            self.log.append(line.rstrip())
+            found = _LISTENING.search(line)
+            if found:
+                self.url = found.group(1)
+                self._listening.set()
+        self._listening.set()  # the process ended: stop waiting
+
+    def kill(self) -> None:
+        """``kill -9``: no shutdown code runs."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGKILL)
+            self._process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGINT)
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
