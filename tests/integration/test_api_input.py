@@ -35,6 +35,10 @@ def assert_problem(
         ({"to": "1*localhost", "body": ["x"]}, "body"),
         ({"to": "1*localhost", "body": "x" * 70_000}, "body"),
         ({"to": "1*localhost", "body": "x", "client_txn_id": ""}, "client_txn_id"),
+        ({"to": "1*localhost", "body": "x", "client_txn_id": "a b"}, "client_txn_id"),
+        ({"to": "1*localhost", "body": "x", "client_txn_id": "t\x00x"}, "client_txn_id"),
+        ({"to": "1*localhost", "body": "a\x00b"}, "body"),
+        ({"to": "42\n*localhost", "body": "x"}, "to"),
         ({"to": "1*localhost", "body": "x", "surprise": 1}, "surprise"),
     ],
 )

@@ -7,10 +7,24 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from openmessenger.core.errors import InvalidInput
 from openmessenger.core.ids import Address, ConversationId, DeviceId, MessageId
 
 MAX_BODY_CHARS = 65_536
 MAX_CLIENT_TXN_ID_CHARS = 128
+CLIENT_TXN_ID_PATTERN = r"^[!-~]{1,128}$"
+"""Printable ASCII without spaces: safe in a header, a log line and every database."""
+
+
+def validate_body(body: str, *, field: str = "body") -> str:
+    if not body:
+        raise InvalidInput(field, "must not be empty")
+    if len(body) > MAX_BODY_CHARS:
+        raise InvalidInput(field, f"must be at most {MAX_BODY_CHARS} characters")
+    if "\x00" in body:
+        # Not storable in PostgreSQL text; ciphertext arrives encoded, never raw.
+        raise InvalidInput(field, "must not contain NUL characters")
+    return body
 
 
 class DeliveryStatus(enum.StrEnum):

@@ -8,6 +8,7 @@ naming the field, and accept only the canonical form.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import NewType
 
@@ -28,15 +29,15 @@ PassCodeId = NewType("PassCodeId", str)
 # One DNS label: letters, digits and inner hyphens; no underscores (the Openmsg
 # vectors reject ``bad_domain.io``).
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-_DOMAIN_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
-_NUMBER_RE = re.compile(r"^[0-9]{1,20}$")
+_DOMAIN_RE = re.compile(rf"{_LABEL}(\.{_LABEL})*")
+_NUMBER_RE = re.compile(r"[0-9]{1,20}")
 MAX_DOMAIN_LENGTH = 253
 MAX_DISPLAY_NAME_LENGTH = 40
 
 
 def parse_domain(value: str, *, field: str = "domain") -> Domain:
     candidate = value.strip().lower().rstrip(".")
-    if not candidate or len(candidate) > MAX_DOMAIN_LENGTH or not _DOMAIN_RE.match(candidate):
+    if not candidate or len(candidate) > MAX_DOMAIN_LENGTH or not _DOMAIN_RE.fullmatch(candidate):
         raise InvalidInput(field, "must be a DNS name such as chat.example.org")
     return Domain(candidate)
 
@@ -56,7 +57,7 @@ def parse_address(value: str, *, field: str = "address") -> ParsedAddress:
     if not isinstance(value, str) or value.count("*") != 1:
         raise InvalidInput(field, "must look like NUMBER*domain, e.g. 4821937*chat.example.org")
     number, domain = value.split("*")
-    if not _NUMBER_RE.match(number):
+    if not _NUMBER_RE.fullmatch(number):
         raise InvalidInput(field, "the part before '*' must be digits")
     return ParsedAddress(number=number, domain=parse_domain(domain, field=field))
 
@@ -72,6 +73,16 @@ def validate_display_name(value: str, *, field: str = "display_name") -> str:
         raise InvalidInput(field, "must not be empty")
     if len(name) > MAX_DISPLAY_NAME_LENGTH:
         raise InvalidInput(field, f"must be at most {MAX_DISPLAY_NAME_LENGTH} characters")
-    if not all(ch.isalpha() or ch in "0123456789 " for ch in name):
+    # Letters include their combining marks (e.g. Devanagari vowel signs, a
+    # decomposed "ë"), but a name cannot start with a mark.
+    if not all(_is_letter(ch) or ch in "0123456789 " for ch in name) or _is_mark(name[0]):
         raise InvalidInput(field, "may contain only letters, digits and spaces")
     return name
+
+
+def _is_mark(ch: str) -> bool:
+    return unicodedata.category(ch).startswith("M")
+
+
+def _is_letter(ch: str) -> bool:
+    return ch.isalpha() or _is_mark(ch)

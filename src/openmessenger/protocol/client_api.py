@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-from openmessenger.core.envelope import MAX_BODY_CHARS, MAX_CLIENT_TXN_ID_CHARS
+from openmessenger.core.envelope import CLIENT_TXN_ID_PATTERN, MAX_BODY_CHARS
 
 API_PREFIX = "/v1"
 CHALLENGE_CONTEXT = "openmessenger/v1/device-auth"
@@ -29,9 +29,7 @@ def signed_challenge_bytes(challenge: str, domain: str) -> bytes:
     return f"{CHALLENGE_CONTEXT}\n{domain}\n{challenge}".encode()
 
 
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
-
+class _Model(BaseModel):
     @field_serializer("*", when_used="json", check_fields=False)
     def _rfc3339(self, value: object) -> object:
         # RFC 3339 UTC with a Z, whole microseconds: one spelling on every backend.
@@ -40,13 +38,26 @@ class Model(BaseModel):
         return value
 
 
-class ChallengeOut(Model):
+class Request(_Model):
+    """What a client sends: unknown fields are an error, so typos are caught."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class Response(_Model):
+    """What the node answers: readers ignore fields they do not know, so the
+    node can add fields without breaking older clients."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+
+class ChallengeOut(Response):
     challenge: str
     domain: str
     expires_at: datetime
 
 
-class DeviceKeys(Model):
+class DeviceKeys(Request):
     ed25519_key: Base64Key = Field(
         description="The device's Ed25519 identity key (unpadded base64)"
     )
@@ -63,35 +74,35 @@ class RegisterDeviceIn(DeviceKeys):
     display_name: str | None = Field(default=None, max_length=200)
 
 
-class DeviceSessionOut(Model):
+class DeviceSessionOut(Response):
     device_id: str
     address: str
     display_name: str | None
     access_token: str
 
 
-class MeOut(Model):
+class MeOut(Response):
     address: str
     display_name: str | None
     device_id: str
 
 
-class SetNameIn(Model):
+class SetNameIn(Request):
     display_name: str = Field(max_length=200)
 
 
-class IssueCodeIn(Model):
+class IssueCodeIn(Request):
     for_address: AddressStr | None = Field(default=None, alias="for")
 
 
-class PassCodeOut(Model):
+class PassCodeOut(Response):
     id: str
     pass_code: str
     expires_at: datetime
     for_address: str | None = Field(alias="for")
 
 
-class PassCodeInfo(Model):
+class PassCodeInfo(Response):
     id: str
     state: Literal["live", "used", "withdrawn", "expired"]
     for_address: str | None = Field(alias="for")
@@ -101,35 +112,37 @@ class PassCodeInfo(Model):
     used_at: datetime | None
 
 
-class PassCodeList(Model):
+class PassCodeList(Response):
     codes: list[PassCodeInfo]
 
 
-class ConnectIn(Model):
+class ConnectIn(Request):
     address: AddressStr
     pass_code: PassCodeStr
 
 
-class ContactOut(Model):
+class ContactOut(Response):
     address: str
     display_name: str | None
     conversation_id: str
     connected_at: datetime
 
 
-class ContactList(Model):
+class ContactList(Response):
     contacts: list[ContactOut]
 
 
-class SendIn(Model):
+class SendIn(Request):
     to: AddressStr
     body: str = Field(min_length=1, max_length=MAX_BODY_CHARS)
     client_txn_id: str | None = Field(
-        default=None, min_length=1, max_length=MAX_CLIENT_TXN_ID_CHARS
+        default=None,
+        pattern=CLIENT_TXN_ID_PATTERN,
+        description="Idempotency key: printable ASCII, no spaces, at most 128 characters",
     )
 
 
-class MessageOut(Model):
+class MessageOut(Response):
     id: str
     conversation_id: str
     seq: int
@@ -141,28 +154,29 @@ class MessageOut(Model):
     status: Literal["accepted", "delivered", "failed"]
 
 
-class StreamEventOut(Model):
+class StreamEventOut(Response):
     type: Literal["message"] = "message"
     position: int
     message: MessageOut
 
 
-class SyncOut(Model):
+class SyncOut(Response):
     events: list[StreamEventOut]
     next_since: int = Field(description="Pass as ?since= next time")
     has_more: bool
 
 
-class MessageList(Model):
+class MessageList(Response):
     messages: list[MessageOut]
+    has_more: bool = Field(description="Ask again with after_seq = the last seq")
 
 
-class ProblemField(Model):
+class ProblemField(Response):
     field: str
     message: str
 
 
-class Problem(Model):
+class Problem(Response):
     """RFC 9457 problem details, with a stable machine ``code``."""
 
     type: str = "about:blank"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from openmessenger.core.envelope import DeliveryStatus, Message, StreamEvent
+from openmessenger.core.envelope import DeliveryStatus, Message, StreamEvent, validate_body
 from openmessenger.core.errors import InvalidInput, NotFound, Refused
 from openmessenger.core.ids import Address, ConversationId, DeviceId, MessageId, parse_address
 from openmessenger.core.records import AuthenticatedDevice
@@ -26,6 +26,12 @@ class SendResult:
     message: Message
     created: bool
     """False when ``client_txn_id`` named a message sent before: nothing new was stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    messages: list[Message]
+    has_more: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +56,7 @@ class MessagingService:
         self, caller: AuthenticatedDevice, to: str, body: str, client_txn_id: str | None
     ) -> SendResult:
         recipient = parse_address(to, field="to").address
-        if not body:
-            raise InvalidInput("body", "must not be empty")
+        validate_body(body)
         try:
             return await self._send_once(caller, recipient, body, client_txn_id)
         except _DuplicateTxn:
@@ -109,7 +114,7 @@ class MessagingService:
 
     async def history(
         self, caller: AuthenticatedDevice, conversation_id: str, after_seq: int, limit: int
-    ) -> list[Message]:
+    ) -> HistoryPage:
         limit = _check_page(after_seq, limit, field="after_seq")
         async with self._uow() as tx:
             contact = await tx.connections.by_conversation(
@@ -117,7 +122,8 @@ class MessagingService:
             )
             if contact is None:
                 raise NotFound("No such conversation.")
-            return await tx.messages.history(contact.conversation_id, after_seq, limit)
+            found = await tx.messages.history(contact.conversation_id, after_seq, limit + 1)
+        return HistoryPage(found[:limit], has_more=len(found) > limit)
 
     async def follow(self, device_id: DeviceId, since: int) -> AsyncIterator[StreamEvent]:
         """The device's stream from ``since`` on, backlog first, then live, in order, forever."""

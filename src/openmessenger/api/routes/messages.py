@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Response, status
 
 from openmessenger.api import render
 from openmessenger.api.deps import CurrentDevice, Services
-from openmessenger.core.envelope import MAX_CLIENT_TXN_ID_CHARS
+from openmessenger.core.envelope import CLIENT_TXN_ID_PATTERN
 from openmessenger.core.errors import InvalidInput
 from openmessenger.protocol.client_api import MessageList, MessageOut, SendIn, SyncOut
 from openmessenger.services.messaging import MAX_PAGE
@@ -28,7 +28,7 @@ async def send(
     services: Services,
     response: Response,
     idempotency_key: Annotated[
-        str | None, Header(max_length=MAX_CLIENT_TXN_ID_CHARS, alias="Idempotency-Key")
+        str | None, Header(pattern=CLIENT_TXN_ID_PATTERN, alias="Idempotency-Key")
     ] = None,
 ) -> MessageOut:
     """Send to a connected address. The same ``client_txn_id`` (or ``Idempotency-Key``) twice
@@ -68,5 +68,5 @@ async def history(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> MessageList:
     """The stored conversation, oldest first; page on with ``after_seq`` = the last ``seq``."""
-    found = await services.messaging.history(caller, conversation_id, after_seq, limit)
-    return MessageList(messages=[render.message(m) for m in found])
+    page = await services.messaging.history(caller, conversation_id, after_seq, limit)
+    return MessageList(messages=[render.message(m) for m in page.messages], has_more=page.has_more)

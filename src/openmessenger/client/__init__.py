@@ -1,0 +1,41 @@
+"""The Open Messenger client SDK: async, typed, usable without the CLI.
+
+Shares ``core``, ``protocol`` and ``crypto`` with the node and never imports
+the node's adapters (storage, api, services, bus, wiring).
+"""
+
+from openmessenger.client.client import Client
+from openmessenger.client.errors import (
+    ApiError,
+    ClientError,
+    FieldProblem,
+    InvalidArgumentError,
+    NotAContactError,
+    ProtocolError,
+    RefusedError,
+    ServerUnreachableError,
+    StateError,
+)
+from openmessenger.client.models import CodeInfo, Contact, IssuedCode, Me, Message
+from openmessenger.client.state import STATE_VERSION, DeviceState, StateStore
+
+__all__ = [
+    "STATE_VERSION",
+    "ApiError",
+    "Client",
+    "ClientError",
+    "CodeInfo",
+    "Contact",
+    "DeviceState",
+    "FieldProblem",
+    "InvalidArgumentError",
+    "IssuedCode",
+    "Me",
+    "Message",
+    "NotAContactError",
+    "ProtocolError",
+    "RefusedError",
+    "ServerUnreachableError",
+    "StateError",
+    "StateStore",
+]

@@ -1,0 +1,375 @@
+"""The SDK's entry point: one ``Client`` per device profile.
+
+    async with Client("https://chat.example.org", state_dir) as client:
+        code = await client.issue_code()
+        for message in await client.sync():
+            print(message.sender, message.text)
+
+The device registers itself on first use: a new identity is saved in
+``state_dir``, the node issues a challenge, and the device proves it holds the
+identity's Ed25519 key by signing it. Only public keys leave the device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncGenerator, Mapping
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import quote
+
+import httpx
+from websockets.exceptions import ConnectionClosedError
+
+from openmessenger.client import transport
+from openmessenger.client.errors import (
+    ApiError,
+    InvalidArgumentError,
+    NotAContactError,
+    ServerUnreachableError,
+    StateError,
+)
+from openmessenger.client.models import CodeInfo, Contact, IssuedCode, Me, Message
+from openmessenger.client.state import DeviceState, StateStore
+from openmessenger.core.errors import InvalidInput
+from openmessenger.core.ids import Address, DeviceId, parse_address
+from openmessenger.crypto.device_identity import DeviceIdentity
+from openmessenger.protocol import client_api as wire
+
+DEFAULT_TIMEOUT_SECONDS = 10.0
+PAGE_SIZE = 100
+SEND_ATTEMPTS = 3
+"""A send is retried after a network failure; its client_txn_id makes that safe."""
+RETRY_DELAYS_SECONDS = (0.2, 1.0)
+STREAM_RECONNECT_ATTEMPTS = 8
+"""Consecutive failed reconnects before ``listen`` gives up (about a minute)."""
+STREAM_MAX_DELAY_SECONDS = 10.0
+
+
+class Client:
+    """An async client for one device (one profile directory) on one node."""
+
+    def __init__(
+        self,
+        server_url: str,
+        state_dir: str | os.PathLike[str],
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        self.server_url = transport.normalise_server_url(server_url)
+        self._store = StateStore(Path(state_dir))
+        self._state = self._store.load()
+        if self._state is not None and self._state.server != self.server_url:
+            raise StateError(
+                f"this profile belongs to {self._state.server}, not {self.server_url}; "
+                "use another profile for another node"
+            )
+        self._timeout = timeout
+        self._http = transport.NodeHttp(self.server_url, timeout=timeout)
+        self._identity: DeviceIdentity | None = None
+        self._session_lock = asyncio.Lock()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    @property
+    def state_dir(self) -> Path:
+        return self._store.directory
+
+    @property
+    def address(self) -> Address | None:
+        """This device's address, once registered (no network call)."""
+        return self._state.address if self._state is not None else None
+
+    @property
+    def device_id(self) -> DeviceId | None:
+        return self._state.device_id if self._state is not None else None
+
+    @property
+    def stream_position(self) -> int:
+        """The last stream position handed over by ``sync`` or ``listen``."""
+        return self._state.stream_position if self._state is not None else 0
+
+    # -- account -------------------------------------------------------------
+
+    async def whoami(self) -> Me:
+        response = await self._call("GET", "/me")
+        return Me.from_wire(transport.parse_response(wire.MeOut, response))
+
+    async def set_display_name(self, name: str) -> Me:
+        body = transport.request_body(wire.SetNameIn, {"display_name": name})
+        response = await self._call("PATCH", "/me", body=body)
+        return Me.from_wire(transport.parse_response(wire.MeOut, response))
+
+    # -- pass codes and connections --------------------------------------------
+
+    async def issue_code(self, for_address: str | None = None) -> IssuedCode:
+        """A one-time pass code; bound to ``for_address`` when given."""
+        body = transport.request_body(wire.IssueCodeIn, {"for": for_address})
+        response = await self._call("POST", "/codes", body=body)
+        return IssuedCode.from_wire(transport.parse_response(wire.PassCodeOut, response))
+
+    async def list_codes(self) -> list[CodeInfo]:
+        response = await self._call("GET", "/codes")
+        codes = transport.parse_response(wire.PassCodeList, response).codes
+        return [CodeInfo.from_wire(code) for code in codes]
+
+    async def withdraw_code(self, code_id: str) -> None:
+        await self._call("DELETE", f"/codes/{quote(code_id, safe='')}")
+
+    async def connect(self, address: str, pass_code: str) -> Contact:
+        """Connect with ``address`` using a pass code its owner gave you.
+
+        Raises RefusedError, without saying why, for a wrong, used or expired
+        code and for an unknown address alike."""
+        body = transport.request_body(wire.ConnectIn, {"address": address, "pass_code": pass_code})
+        response = await self._call("POST", "/connections", body=body)
+        return Contact.from_wire(transport.parse_response(wire.ContactOut, response))
+
+    async def contacts(self) -> list[Contact]:
+        response = await self._call("GET", "/connections")
+        contacts = transport.parse_response(wire.ContactList, response).contacts
+        return [Contact.from_wire(contact) for contact in contacts]
+
+    # -- messages ------------------------------------------------------------
+
+    async def send(self, to: str, text: str, client_txn_id: str | None = None) -> Message:
+        """Send ``text`` to a contact. Retried on network failures under one
+        ``client_txn_id``, so the node stores it once however often it arrives."""
+        txn_id = client_txn_id or uuid.uuid4().hex
+        body = transport.request_body(
+            wire.SendIn, {"to": to, "body": text, "client_txn_id": txn_id}
+        )
+        for attempt in range(SEND_ATTEMPTS):
+            try:
+                response = await self._call("POST", "/messages", body=body)
+                break
+            except ServerUnreachableError:
+                if attempt == SEND_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(RETRY_DELAYS_SECONDS[attempt])
+        return Message.from_wire(transport.parse_response(wire.MessageOut, response))
+
+    async def sync(self) -> list[Message]:
+        """Messages that arrived after the saved cursor, oldest first; the cursor
+        then moves past them, so each message is returned by one sync only."""
+        await self._session_token()
+        since = self.stream_position
+        messages: list[Message] = []
+        while True:
+            page_start = since
+            params = {"since": since, "limit": PAGE_SIZE}
+            page = transport.parse_response(
+                wire.SyncOut, await self._call("GET", "/sync", params=params)
+            )
+            for event in page.events:
+                if event.position > since:  # at-least-once on the wire: drop repeats
+                    messages.append(Message.from_event(event))
+                    since = event.position
+            since = max(since, page.next_since)
+            if not page.has_more or since == page_start:  # the second guards a stuck cursor
+                break
+        self._state = self._store.advance_cursor(since)
+        return messages
+
+    async def history(self, address: str) -> list[Message]:
+        """Every message of the conversation with ``address``, oldest first."""
+        wanted = _canonical_address(address)
+        for contact in await self.contacts():
+            if _canonical_address(contact.address) == wanted:
+                return await self._conversation_messages(contact.conversation_id)
+        raise NotAContactError(address)
+
+    async def listen(self) -> AsyncGenerator[Message, None]:
+        """Messages from the live stream, starting after the saved cursor.
+
+        The cursor is saved as each message is handed over, so what ``listen``
+        delivered will not come again from ``sync``. Reconnects after a dropped
+        connection; raises ServerUnreachableError when the node cannot be
+        reached at the start or after repeated attempts."""
+        token = await self._session_token()
+        reconnects = 0
+        token_refreshed = False
+        ever_connected = False
+        while True:
+            close_code: int | None = None
+            close_reason = ""
+            try:
+                async with transport.open_stream(
+                    self.server_url,
+                    self.stream_position,
+                    token,
+                    open_timeout_seconds=self._timeout,
+                ) as socket:
+                    ever_connected = True
+                    reconnects = 0
+                    async for frame in socket:
+                        event = transport.parse_stream_frame(frame)
+                        token_refreshed = False
+                        if event.position <= self.stream_position:
+                            continue
+                        try:
+                            yield Message.from_event(event)
+                        finally:
+                            # Runs when the caller asks for the next message or stops
+                            # listening: either way this message was handed over.
+                            self._state = self._store.advance_cursor(event.position)
+                    close_code, close_reason = socket.close_code, socket.close_reason or ""
+            except ConnectionClosedError as closed:
+                if closed.rcvd is not None:
+                    close_code, close_reason = closed.rcvd.code, closed.rcvd.reason
+            except transport.StreamUnauthenticatedError:
+                close_code = transport.STREAM_UNAUTHENTICATED_CLOSE_CODE
+            except ServerUnreachableError:
+                if not ever_connected or reconnects >= STREAM_RECONNECT_ATTEMPTS:
+                    raise
+            if close_code == transport.STREAM_UNAUTHENTICATED_CLOSE_CODE:
+                if token_refreshed:  # even a fresh token was turned away
+                    raise ApiError(401, transport.UNAUTHENTICATED, "the stream refused the token")
+                token = await self._reauthenticate(stale_token=token)
+                token_refreshed = True
+                continue
+            if close_code is not None and transport.is_client_error_close(close_code):
+                # The node says the request itself is wrong: retrying cannot help.
+                raise ApiError(close_code - 4000, "stream_closed", close_reason or None)
+            token_refreshed = False
+            reconnects += 1
+            await asyncio.sleep(min(STREAM_MAX_DELAY_SECONDS, 0.5 * 2 ** (reconnects - 1)))
+
+    async def _conversation_messages(self, conversation_id: str) -> list[Message]:
+        path = f"/conversations/{quote(conversation_id, safe='')}/messages"
+        messages: list[Message] = []
+        after_seq = 0
+        while True:
+            params = {"after_seq": after_seq, "limit": PAGE_SIZE}
+            page = transport.parse_response(
+                wire.MessageList, await self._call("GET", path, params=params)
+            )
+            messages.extend(Message.from_wire(message) for message in page.messages)
+            # The second test guards against a node that claims more but sends nothing.
+            if not page.has_more or not page.messages:
+                return messages
+            after_seq = page.messages[-1].seq
+
+    # -- session -------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: wire.Request | None = None,
+        params: Mapping[str, str | int] | None = None,
+    ) -> httpx.Response:
+        """An authenticated request to ``/v1{path}``; re-authenticates once if the
+        token was turned away (expired or revoked)."""
+        url = f"{wire.API_PREFIX}{path}"
+        token = await self._session_token()
+        response = await self._http.request(method, url, token=token, body=body, params=params)
+        if transport.is_unauthenticated(response):
+            token = await self._reauthenticate(stale_token=token)
+            response = await self._http.request(method, url, token=token, body=body, params=params)
+        if response.is_error:
+            raise transport.error_from_response(response)
+        return response
+
+    async def _session_token(self) -> str:
+        """The access token, registering this device first if it never was."""
+        if self._state is not None and self._state.access_token is not None:
+            return self._state.access_token
+        async with self._session_lock:
+            state = self._store.load_or_create(self.server_url)
+            if state.access_token is None:
+                state = await self._register(state)
+            self._state = state
+            assert state.access_token is not None
+            return state.access_token
+
+    async def _register(self, state: DeviceState) -> DeviceState:
+        identity = self._device_identity(state)
+        challenge = await self._challenge()
+        proof = identity.sign(wire.signed_challenge_bytes(challenge.challenge, challenge.domain))
+        body = transport.request_body(
+            wire.RegisterDeviceIn,
+            {
+                "ed25519_key": identity.ed25519_key,
+                "curve25519_key": identity.curve25519_key,
+                "challenge": challenge.challenge,
+                "signature": proof,
+            },
+        )
+        response = await self._http.request("POST", f"{wire.API_PREFIX}/devices", body=body)
+        if response.status_code == 409 and transport.error_from_response(response).code == (
+            "device_exists"
+        ):
+            # An earlier run registered this key but died before saving the answer.
+            return await self._authenticate(identity)
+        if response.is_error:
+            raise transport.error_from_response(response)
+        return self._save_session(transport.parse_response(wire.DeviceSessionOut, response))
+
+    async def _reauthenticate(self, *, stale_token: str) -> str:
+        async with self._session_lock:
+            state = self._store.load()
+            if state is None or state.device_id is None:
+                raise StateError(f"the profile in {self.state_dir} lost its device")
+            if state.access_token not in (None, stale_token):
+                # Another task or process already fetched a fresh token.
+                self._state = state
+                return state.access_token
+            self._state = await self._authenticate(self._device_identity(state))
+            assert self._state.access_token is not None
+            return self._state.access_token
+
+    async def _authenticate(self, identity: DeviceIdentity) -> DeviceState:
+        challenge = await self._challenge()
+        proof = identity.sign(wire.signed_challenge_bytes(challenge.challenge, challenge.domain))
+        body = transport.request_body(
+            wire.DeviceKeys,
+            {
+                "ed25519_key": identity.ed25519_key,
+                "challenge": challenge.challenge,
+                "signature": proof,
+            },
+        )
+        response = await self._http.request("POST", f"{wire.API_PREFIX}/auth/token", body=body)
+        if response.is_error:
+            raise transport.error_from_response(response)
+        return self._save_session(transport.parse_response(wire.DeviceSessionOut, response))
+
+    async def _challenge(self) -> wire.ChallengeOut:
+        response = await self._http.request("POST", f"{wire.API_PREFIX}/auth/challenge")
+        if response.is_error:
+            raise transport.error_from_response(response)
+        return transport.parse_response(wire.ChallengeOut, response)
+
+    def _save_session(self, session: wire.DeviceSessionOut) -> DeviceState:
+        return self._store.save_session(
+            DeviceId(session.device_id), Address(session.address), session.access_token
+        )
+
+    def _device_identity(self, state: DeviceState) -> DeviceIdentity:
+        # One restored account per Client: vodozemac twins of one account diverge.
+        if self._identity is None:
+            self._identity = self._store.identity(state)
+        return self._identity
+
+
+def _canonical_address(address: str) -> Address:
+    try:
+        return parse_address(address).address
+    except InvalidInput as exc:
+        raise InvalidArgumentError("address", exc.reason) from exc

@@ -1,0 +1,99 @@
+"""Errors the SDK raises. Every failure a caller can expect is a ``ClientError``.
+
+ClientError
+├── ApiError                the node answered with an RFC 9457 problem
+│   └── RefusedError        the generic silent refusal (code ``refused``):
+│                           wrong/expired/used pass code, unknown address,
+│                           not connected. It never says which.
+├── InvalidArgumentError    a value was rejected before anything was sent
+├── NotAContactError        no connection with that address (local lookup)
+├── ServerUnreachableError  no answer: connection refused, timeout, DNS
+├── ProtocolError           the node answered something the contract does not allow
+└── StateError              the profile's local state cannot be used
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ClientError(Exception):
+    """Base of every error the SDK raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    field: str
+    message: str
+
+
+class ApiError(ClientError):
+    """The node refused the request and said why, with a stable machine ``code``."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str | None = None,
+        field: str | None = None,
+        errors: tuple[FieldProblem, ...] = (),
+    ) -> None:
+        super().__init__(_describe(code, detail, field))
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.field = field
+        self.errors = errors
+
+
+class RefusedError(ApiError):
+    """One answer for every refusal; deliberately carries no reason."""
+
+
+def api_error(
+    status: int,
+    code: str,
+    detail: str | None = None,
+    field: str | None = None,
+    errors: tuple[FieldProblem, ...] = (),
+) -> ApiError:
+    """The most specific ApiError class for ``code``."""
+    cls = RefusedError if code == "refused" else ApiError
+    return cls(status, code, detail, field, errors)
+
+
+class InvalidArgumentError(ClientError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class NotAContactError(ClientError):
+    def __init__(self, address: str) -> None:
+        super().__init__(f"not connected with {address}")
+        self.address = address
+
+
+class ServerUnreachableError(ClientError):
+    def __init__(self, server: str, reason: str) -> None:
+        super().__init__(f"cannot reach {server}: {reason}")
+        self.server = server
+        self.reason = reason
+
+
+class ProtocolError(ClientError):
+    """The node's answer broke the wire contract (bad JSON, missing fields)."""
+
+
+class StateError(ClientError):
+    """The profile directory is unreadable, damaged, or belongs to another node."""
+
+
+def _describe(code: str, detail: str | None, field_name: str | None) -> str:
+    text = code
+    if field_name:
+        text += f": {field_name}"
+    if detail:
+        text += f": {detail}"
+    return text

@@ -1,0 +1,129 @@
+"""What the SDK returns: frozen dataclasses, independent of the wire models.
+
+The wire models (``protocol.client_api``) follow the JSON; these follow what a
+program using the SDK wants to read (``message.text``, not ``body``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from openmessenger.core.ids import Address, ConversationId, DeviceId, MessageId, PassCodeId
+from openmessenger.protocol import client_api as wire
+
+CodeState = Literal["live", "used", "withdrawn", "expired"]
+DeliveryStatus = Literal["accepted", "delivered", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Me:
+    address: Address
+    display_name: str | None
+    device_id: DeviceId
+
+    @classmethod
+    def from_wire(cls, me: wire.MeOut) -> Me:
+        return cls(Address(me.address), me.display_name, DeviceId(me.device_id))
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCode:
+    """A fresh pass code. ``pass_code`` is shown this once: the node keeps only a MAC."""
+
+    id: PassCodeId
+    pass_code: str
+    expires_at: datetime
+    for_address: Address | None
+
+    @classmethod
+    def from_wire(cls, code: wire.PassCodeOut) -> IssuedCode:
+        return cls(
+            id=PassCodeId(code.id),
+            pass_code=code.pass_code,
+            expires_at=code.expires_at,
+            for_address=_optional_address(code.for_address),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CodeInfo:
+    """A code as the node remembers it: its state, never its digits."""
+
+    id: PassCodeId
+    state: CodeState
+    for_address: Address | None
+    created_at: datetime
+    expires_at: datetime
+    used_by: Address | None
+    used_at: datetime | None
+
+    @classmethod
+    def from_wire(cls, code: wire.PassCodeInfo) -> CodeInfo:
+        return cls(
+            id=PassCodeId(code.id),
+            state=code.state,
+            for_address=_optional_address(code.for_address),
+            created_at=code.created_at,
+            expires_at=code.expires_at,
+            used_by=_optional_address(code.used_by),
+            used_at=code.used_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    address: Address
+    display_name: str | None
+    conversation_id: ConversationId
+    connected_at: datetime
+
+    @classmethod
+    def from_wire(cls, contact: wire.ContactOut) -> Contact:
+        return cls(
+            address=Address(contact.address),
+            display_name=contact.display_name,
+            conversation_id=ConversationId(contact.conversation_id),
+            connected_at=contact.connected_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message. ``position`` is the place in this device's stream; it is set
+    for messages from ``sync``/``listen`` and None for ``send``/``history``."""
+
+    id: MessageId
+    conversation_id: ConversationId
+    seq: int
+    sender: Address
+    sender_device: DeviceId
+    recipient: Address
+    text: str
+    sent_at: datetime
+    status: DeliveryStatus
+    position: int | None = None
+
+    @classmethod
+    def from_wire(cls, message: wire.MessageOut, position: int | None = None) -> Message:
+        return cls(
+            id=MessageId(message.id),
+            conversation_id=ConversationId(message.conversation_id),
+            seq=message.seq,
+            sender=Address(message.sender),
+            sender_device=DeviceId(message.sender_device),
+            recipient=Address(message.recipient),
+            text=message.body,
+            sent_at=message.sent_at,
+            status=message.status,
+            position=position,
+        )
+
+    @classmethod
+    def from_event(cls, event: wire.StreamEventOut) -> Message:
+        return cls.from_wire(event.message, position=event.position)
+
+
+def _optional_address(value: str | None) -> Address | None:
+    return None if value is None else Address(value)
