@@ -54,7 +54,7 @@ def test_the_readme_tour_works_verbatim(tmp_path: Path) -> None:
             if verb == "listen":
                 printed[verb] = listen_for_one_line(args, env)
                 continue
-            result = subprocess.run(  # noqa: S603 - our own command
+            result = subprocess.run(
                 [*openmessenger_command(), *args],
                 env=env,
                 capture_output=True,
@@ -83,7 +83,7 @@ def test_the_readme_tour_works_verbatim(tmp_path: Path) -> None:
 
 def listen_for_one_line(args: list[str], env: dict[str, str]) -> str:
     """Run ``listen`` until Bob sends once more, then Ctrl-C it as a user would."""
-    listener = subprocess.Popen(  # noqa: S603 - our own command
+    listener = subprocess.Popen(
         [*openmessenger_command(), *args, "--json"],
         env=env,
         stdout=subprocess.PIPE,
@@ -92,7 +92,7 @@ def listen_for_one_line(args: list[str], env: dict[str, str]) -> str:
     )
     try:
         alice = json_line(
-            subprocess.run(  # noqa: S603
+            subprocess.run(
                 [*openmessenger_command(), "whoami", "--profile", "alice", "--json"],
                 env=env,
                 capture_output=True,
@@ -101,7 +101,7 @@ def listen_for_one_line(args: list[str], env: dict[str, str]) -> str:
                 check=True,
             ).stdout
         )["address"]
-        subprocess.run(  # noqa: S603
+        subprocess.run(
             [*openmessenger_command(), "send", alice, "Still there?", "--profile", "bob"],
             env=env,
             capture_output=True,
