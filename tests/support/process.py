@@ -28,6 +28,7 @@ class NodeProcess:
     data_dir: Path
     database_url: str | None = None
     node_secret: str = field(default_factory=lambda: secrets.token_hex(32))
+    env: dict[str, str] = field(default_factory=dict)
     url: str = ""
     log: list[str] = field(default_factory=list)
     _process: subprocess.Popen[str] | None = None
@@ -44,7 +45,7 @@ class NodeProcess:
         ]
         if self.database_url:
             command += ["--database-url", self.database_url]
-        env = {**os.environ, "OPENMESSENGER_NODE_SECRET": self.node_secret}
+        env = {**os.environ, "OPENMESSENGER_NODE_SECRET": self.node_secret, **self.env}
         self._listening.clear()
         self._process = subprocess.Popen(
             command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env

@@ -32,7 +32,7 @@ def create_app(services: NodeServices, *, max_request_bytes: int) -> ASGIApp:
     app.state.metrics = metrics
     errors.install(app)
     for router in (devices.router, pairing.router, messages.router, stream_router):
-        app.include_router(router, prefix=API_PREFIX)
+        app.include_router(router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

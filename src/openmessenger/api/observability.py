@@ -66,7 +66,10 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # These log SQL parameters (message bodies, token HMACs) at DEBUG: they stay
+    # at WARNING whatever the node's level.
+    for noisy in ("alembic", "aiosqlite", "sqlalchemy.engine", "asyncpg", "httpcore", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 class RequestMetricsMiddleware:
@@ -82,20 +85,31 @@ class RequestMetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        counted = False
+
+        def count() -> None:
+            # Counted as the answer starts, so a client that has its answer
+            # always finds its request in /metrics.
+            nonlocal counted
+            if not counted:
+                counted = True
+                route = getattr(scope.get("route"), "path", "unmatched")
+                self._metrics.requests.labels(scope["method"], route, str(status)).inc()
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                count()
             await send(message)
 
         try:
             await self._app(scope, receive, send_wrapper)
         finally:
+            count()
             route = getattr(scope.get("route"), "path", "unmatched")
             elapsed = time.perf_counter() - started
             method = scope["method"]
-            self._metrics.requests.labels(method, route, str(status)).inc()
             self._metrics.request_seconds.labels(method, route).observe(elapsed)
             log.info(
                 "request",

@@ -12,8 +12,9 @@ from openmessenger.api import render
 from openmessenger.api.deps import authenticate, services_of
 from openmessenger.core.errors import DomainError
 from openmessenger.core.ids import DeviceId
+from openmessenger.protocol.client_api import API_PREFIX
 
-router = APIRouter(tags=["stream"])
+router = APIRouter(prefix=API_PREFIX, tags=["stream"])
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_BAD_REQUEST = 4400

@@ -6,6 +6,7 @@ from fastapi import APIRouter, status
 
 from openmessenger.api.deps import CurrentDevice, Services
 from openmessenger.protocol.client_api import (
+    API_PREFIX,
     ChallengeOut,
     DeviceKeys,
     DeviceSessionOut,
@@ -15,7 +16,7 @@ from openmessenger.protocol.client_api import (
 )
 from openmessenger.services.devices import DeviceSession
 
-router = APIRouter(tags=["devices"])
+router = APIRouter(prefix=API_PREFIX, tags=["devices"])
 
 
 def _session(session: DeviceSession) -> DeviceSessionOut:

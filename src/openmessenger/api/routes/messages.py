@@ -10,10 +10,10 @@ from openmessenger.api import render
 from openmessenger.api.deps import CurrentDevice, Services
 from openmessenger.core.envelope import CLIENT_TXN_ID_PATTERN
 from openmessenger.core.errors import InvalidInput
-from openmessenger.protocol.client_api import MessageList, MessageOut, SendIn, SyncOut
+from openmessenger.protocol.client_api import API_PREFIX, MessageList, MessageOut, SendIn, SyncOut
 from openmessenger.services.messaging import MAX_PAGE
 
-router = APIRouter(tags=["messages"])
+router = APIRouter(prefix=API_PREFIX, tags=["messages"])
 
 
 @router.post(

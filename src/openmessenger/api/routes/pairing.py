@@ -7,6 +7,7 @@ from fastapi import APIRouter, Response, status
 from openmessenger.api import render
 from openmessenger.api.deps import CurrentDevice, Services
 from openmessenger.protocol.client_api import (
+    API_PREFIX,
     ConnectIn,
     ContactList,
     ContactOut,
@@ -15,7 +16,7 @@ from openmessenger.protocol.client_api import (
     PassCodeOut,
 )
 
-router = APIRouter(tags=["pass codes and connections"])
+router = APIRouter(prefix=API_PREFIX, tags=["pass codes and connections"])
 
 
 @router.post("/codes", status_code=status.HTTP_201_CREATED, response_model=PassCodeOut)
