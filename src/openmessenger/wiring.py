@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -79,10 +80,22 @@ def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
     )
 
 
+class _AnnouncingServer(uvicorn.Server):
+    """Says where it listens on stdout, whatever the log level (port 0 picks one)."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            for server in self.servers:
+                for sock in server.sockets:
+                    host, port = sock.getsockname()[:2]
+                    print(f"listening on http://{host}:{port}", flush=True)  # noqa: T201
+
+
 async def serve(settings: Settings) -> None:
     configure_logging(settings.log_level)
     node = await build_node(settings)
-    server = uvicorn.Server(uvicorn_config(node.app, settings))
+    server = _AnnouncingServer(uvicorn_config(node.app, settings))
     log.info(
         "node starting",
         extra={

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_LISTENING = re.compile(r"running on (http://\S+)")
+_LISTENING = re.compile(r"^listening on (http://\S+)")
 
 
 def openmessenger_command() -> list[str]:
@@ -48,7 +48,7 @@ class NodeProcess:
         env = {**os.environ, "OPENMESSENGER_NODE_SECRET": self.node_secret, **self.env}
         self._listening.clear()
         self._process = subprocess.Popen(
-            command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )
         threading.Thread(target=self._read_log, daemon=True).start()
         if not self._listening.wait(timeout) or not self.url:
@@ -57,8 +57,8 @@ class NodeProcess:
         return self
 
     def _read_log(self) -> None:
-        assert self._process is not None and self._process.stderr is not None
-        for line in self._process.stderr:
+        assert self._process is not None and self._process.stdout is not None
+        for line in self._process.stdout:
             self.log.append(line.rstrip())
             found = _LISTENING.search(line)
             if found:

@@ -1,0 +1,1 @@
+"""Benchmarks of an Open Messenger node: ``make bench`` (see README)."""
