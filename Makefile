@@ -16,4 +16,4 @@ test:  ## install everything the tests need, then run every check
 	scripts/test
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests && $(VENV)/bin/mypy
+	$(VENV)/bin/ruff check src tests bench && $(VENV)/bin/mypy

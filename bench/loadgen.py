@@ -12,6 +12,7 @@ machine, so a listener can measure send -> arrival across processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -57,7 +58,9 @@ async def send(config: dict[str, Any]) -> dict[str, Any]:
             headers = {"Authorization": f"Bearer {sender['token']}"}
             t0 = time.perf_counter()
             try:
-                async with http.post(url, json={"to": sender["to"], "body": body}, headers=headers) as r:
+                async with http.post(
+                    url, json={"to": sender["to"], "body": body}, headers=headers
+                ) as r:
                     await r.read()
                     if r.status != 201:
                         errors += 1
@@ -92,7 +95,12 @@ async def send(config: dict[str, Any]) -> dict[str, Any]:
             if pending:
                 await asyncio.gather(*pending)
         elapsed = time.monotonic() - started
-    return {"sent": len(latencies), "errors": errors, "elapsed_s": elapsed, "latencies_ms": latencies}
+    return {
+        "sent": len(latencies),
+        "errors": errors,
+        "elapsed_s": elapsed,
+        "latencies_ms": latencies,
+    }
 
 
 async def echo(config: dict[str, Any]) -> dict[str, Any]:
@@ -111,7 +119,9 @@ async def echo(config: dict[str, Any]) -> dict[str, Any]:
         async def loop() -> None:
             nonlocal done
             while time.monotonic() < deadline:
-                async with http.post(url, data=body, headers={"content-type": "application/json"}) as r:
+                async with http.post(
+                    url, data=body, headers={"content-type": "application/json"}
+                ) as r:
                     await r.read()
                 done += 1
 
@@ -159,15 +169,14 @@ async def listen(config: dict[str, Any]) -> dict[str, Any]:
     async with aiohttp.ClientSession() as http:
         opened = [asyncio.Event() for _ in config["tokens"]]
         holders = [
-            asyncio.create_task(hold(http, t, o)) for t, o in zip(config["tokens"], opened, strict=True)
+            asyncio.create_task(hold(http, t, o))
+            for t, o in zip(config["tokens"], opened, strict=True)
         ]
         await asyncio.gather(*(o.wait() for o in opened))
         _line("ready")
         await read_expectation()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), timeout)
-        except TimeoutError:
-            pass
         for holder in holders:
             holder.cancel()
         await asyncio.gather(*holders, return_exceptions=True)

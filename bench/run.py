@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -61,6 +61,10 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+def delivered_of_sent(runs: list[dict[str, Any]]) -> str:
+    return f"{sum(r['delivered'] for r in runs)}/{sum(r['sent'] for r in runs)}"
 
 
 def median_of(runs: list[dict[str, Any]], key: str) -> float:
@@ -108,7 +112,15 @@ def measure_ceiling(profile: Profile) -> dict[str, Any]:
 
 def _wrk(url: str, duration_s: float) -> dict[str, Any]:
     out = subprocess.run(
-        ["wrk", "-t2", "-c64", f"-d{max(1, round(duration_s))}s", "-s", str(BENCH_DIR / "post.lua"), url],
+        [
+            "wrk",
+            "-t2",
+            "-c64",
+            f"-d{max(1, round(duration_s))}s",
+            "-s",
+            str(BENCH_DIR / "post.lua"),
+            url,
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -203,7 +215,7 @@ def measure_send(node: NodeUnderTest, pairs: list[Any], profile: Profile) -> dic
             "msgs_per_s": median_of(runs, "msgs_per_s"),
             "send_p50_ms": median_of(runs, "send_p50_ms"),
             "send_p99_ms": median_of(runs, "send_p99_ms"),
-            "delivered_of_sent": f"{sum(r['delivered'] for r in runs)}/{sum(r['sent'] for r in runs)}",
+            "delivered_of_sent": delivered_of_sent(runs),
             "node_cores": median_of([{**r, "c": r["node_cpu_s"] / r["wall_s"]} for r in runs], "c"),
             "loadgen_cores": median_of(
                 [{**r, "c": r["loadgen_cpu_s"] / r["wall_s"]} for r in runs], "c"
@@ -222,7 +234,7 @@ def measure_latency(node: NodeUnderTest, pairs: list[Any], profile: Profile) -> 
             "p50_ms": median_of(runs, "delivery_p50_ms"),
             "p99_ms": median_of(runs, "delivery_p99_ms"),
             "max_ms": median_of(runs, "delivery_max_ms"),
-            "delivered_of_sent": f"{sum(r['delivered'] for r in runs)}/{sum(r['sent'] for r in runs)}",
+            "delivered_of_sent": delivered_of_sent(runs),
             "runs": runs,
         }
     return by_rate
@@ -323,12 +335,16 @@ def _cpu_model() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny run that only proves the harness works")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny run that only proves the harness works"
+    )
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--repeat", type=int, help="runs per figure (median reported)")
     parser.add_argument("--duration", type=float, help="seconds per run")
     parser.add_argument("--idle", type=int, help="idle WebSocket connections to open")
-    parser.add_argument("--out", type=Path, default=BENCH_DIR, help="where RESULTS.md and results/ go")
+    parser.add_argument(
+        "--out", type=Path, default=BENCH_DIR, help="where RESULTS.md and results/ go"
+    )
     args = parser.parse_args(argv)
     profile = SMOKE if args.smoke else FULL
     profile = Profile(
@@ -383,10 +399,13 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     stamp = report["started_at"][:19].replace(":", "").replace("-", "")
     (out / "results").mkdir(parents=True, exist_ok=True)
     flat = [
-        {k: v for k, v in r.items() if k not in ("send", "latency", "idle")} for r in report["results"]
+        {k: v for k, v in r.items() if k not in ("send", "latency", "idle")}
+        for r in report["results"]
     ]
     payload = {**report, "summary": flat}
-    (out / "results" / f"{stamp}.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    (out / "results" / f"{stamp}.json").write_text(
+        json.dumps(payload, indent=2, default=str) + "\n"
+    )
     section = render_markdown(report, f"results/{stamp}.json")
     path = out / "RESULTS.md"
     old = path.read_text() if path.exists() else "# Benchmark results\n\nNewest run on top.\n"
@@ -397,7 +416,8 @@ def write_report(report: dict[str, Any], out: Path) -> None:
 def render_markdown(report: dict[str, Any], json_name: str) -> str:
     m = report["machine"]
     lines = [
-        f"## {report['started_at'][:16].replace('T', ' ')} UTC{' (smoke)' if report['smoke'] else ''}",
+        f"## {report['started_at'][:16].replace('T', ' ')} UTC"
+        + (" (smoke)" if report["smoke"] else ""),
         "",
         f"Command: `{report['command']}` — machine: {m['cpus']} cores ({m['cpu_model']}), "
         f"{m['memory_gib']} GiB, Python {m['python']}. Raw data: `{json_name}`.",
@@ -405,7 +425,8 @@ def render_markdown(report: dict[str, Any], json_name: str) -> str:
         f"**{report['ceiling']['ceiling_rps']:.0f} req/s**. Medians of "
         f"{report['profile']['repeat']} runs of {report['profile']['duration_s']} s.",
         "",
-        "| backend | send msg/s (best) | ratio to ceiling | delivery p50 / p99 at 1000/s | idle WS | RSS per WS |",
+        "| backend | send msg/s (best) | ratio to ceiling | delivery p50 / p99 at 1000/s "
+        "| idle WS | RSS per WS |",
         "|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
@@ -416,17 +437,22 @@ def render_markdown(report: dict[str, Any], json_name: str) -> str:
         )
     for r in report["results"]:
         lines += ["", f"{r['backend']} — send throughput by concurrent senders:", ""]
-        lines += ["| senders | msg/s | send p50 / p99 | delivered/sent | node cores | load-gen cores |", "|---|---|---|---|---|---|"]
+        lines += [
+            "| senders | msg/s | send p50 / p99 | delivered/sent | node cores | load-gen cores |",
+            "|---|---|---|---|---|---|",
+        ]
         for c, s in r["send"]["by_concurrency"].items():
             lines.append(
-                f"| {c} | {s['msgs_per_s']:.0f} | {s['send_p50_ms']:.1f} / {s['send_p99_ms']:.1f} ms | "
+                f"| {c} | {s['msgs_per_s']:.0f} | "
+                f"{s['send_p50_ms']:.1f} / {s['send_p99_ms']:.1f} ms | "
                 f"{s['delivered_of_sent']} | {s['node_cores']:.2f} | {s['loadgen_cores']:.2f} |"
             )
         lines += ["", f"{r['backend']} — delivery latency at fixed rates:", ""]
         lines += ["| rate | p50 | p99 | max | delivered/sent |", "|---|---|---|---|---|"]
         for rate, s in r["latency"].items():
             lines.append(
-                f"| {rate}/s | {s['p50_ms']:.1f} ms | {s['p99_ms']:.1f} ms | {s['max_ms']:.1f} ms | {s['delivered_of_sent']} |"
+                f"| {rate}/s | {s['p50_ms']:.1f} ms | {s['p99_ms']:.1f} ms | {s['max_ms']:.1f} ms "
+                f"| {s['delivered_of_sent']} |"
             )
     return "\n".join(lines) + "\n"
 

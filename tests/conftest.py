@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from openmessenger.settings import Settings
+from openmessenger.storage.database import Database, connect_and_migrate
 from tests.support.node import NodeThread, SettableClock
 from tests.support.postgres import create_database, postgres_server
 
@@ -37,7 +38,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """A fresh, empty database of the parametrised backend."""
     if backend == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'node.db'}"
+        return f"sqlite:///{tmp_path / 'node.db'}"
     admin_url = request.getfixturevalue("postgres_admin_url")
     return asyncio.run(create_database(admin_url))
 
@@ -82,14 +83,13 @@ def cli_home(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[object]:
-    from openmessenger.storage.database import connect_and_migrate
-
-    eng = await connect_and_migrate(database_url)
+async def database(database_url: str) -> AsyncIterator[Database]:
+    """A migrated, empty database of the parametrised backend."""
+    db = await connect_and_migrate(database_url)
     try:
-        yield eng
+        yield db
     finally:
-        await eng.dispose()
+        await db.dispose()
 
 
 @pytest.fixture

@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite+aiosqlite:///{self.data_dir / DATABASE_FILE_NAME}"
+        return f"sqlite:///{self.data_dir / DATABASE_FILE_NAME}"
 
     def load_node_secret(self) -> bytes:
         """The secret under which codes and tokens are HMAC'd.

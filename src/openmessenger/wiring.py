@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import uvicorn
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp
 
 from openmessenger.api.app import create_app
@@ -24,7 +23,8 @@ from openmessenger.services.node import NodeServices
 from openmessenger.services.pairing import PairingService
 from openmessenger.services.ports import Clock
 from openmessenger.settings import Settings
-from openmessenger.storage.database import SqlUnitOfWork, connect_and_migrate, normalise_url
+from openmessenger.storage.database import Database, connect_and_migrate, is_sqlite, normalise_url
+from openmessenger.storage.group_commit import GroupCommitMessageLog
 
 log = logging.getLogger("openmessenger")
 
@@ -37,20 +37,20 @@ class SystemClock:
 @dataclass
 class Node:
     settings: Settings
-    engine: AsyncEngine
+    database: Database
     services: NodeServices
     app: ASGIApp
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        await self.database.dispose()
 
 
 async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
     url = settings.effective_database_url()
-    if normalise_url(url).drivername.startswith("sqlite"):
+    if is_sqlite(url):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = await connect_and_migrate(url, sqlite_synchronous=settings.sqlite_synchronous)
-    uow = SqlUnitOfWork(engine)
+    database = await connect_and_migrate(url, sqlite_synchronous=settings.sqlite_synchronous)
+    uow = database.uow
     secrets = NodeSecrets(settings.load_node_secret())
     clock = clock or SystemClock()
     bus = MemoryBus()
@@ -61,10 +61,10 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
         devices=DeviceService(uow, clock, secrets, domain),
         accounts=AccountService(uow),
         pairing=PairingService(uow, clock, secrets),
-        messaging=MessagingService(uow, bus, clock, secrets),
+        messaging=MessagingService(uow, GroupCommitMessageLog(uow), bus, clock, secrets),
     )
     app = create_app(services, max_request_bytes=settings.max_request_bytes)
-    return Node(settings=settings, engine=engine, services=services, app=app)
+    return Node(settings=settings, database=database, services=services, app=app)
 
 
 def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
@@ -89,7 +89,7 @@ class _AnnouncingServer(uvicorn.Server):
             for server in self.servers:
                 for sock in server.sockets:
                     host, port = sock.getsockname()[:2]
-                    print(f"listening on http://{host}:{port}", flush=True)  # noqa: T201
+                    print(f"listening on http://{host}:{port}", flush=True)
 
 
 async def serve(settings: Settings) -> None:

@@ -1,5 +1,5 @@
 """The storage port contract (``services/ports.py``), run against every backend:
-a SQLite file and a real PostgreSQL, through ``SqlUnitOfWork``."""
+a SQLite file and a real PostgreSQL, through ``Database.uow``."""
 
 from __future__ import annotations
 
@@ -7,15 +7,22 @@ import asyncio
 import base64
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 from uuid import uuid4
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import text
 
-from openmessenger.core.envelope import DeliveryStatus, Message, StreamEvent
+from openmessenger.core.envelope import (
+    AppendResult,
+    DeliveryStatus,
+    Message,
+    SendRequest,
+    StreamEvent,
+)
 from openmessenger.core.ids import (
     AccountId,
     Address,
@@ -27,7 +34,7 @@ from openmessenger.core.ids import (
 from openmessenger.core.passcodes import OPEN_POOL, CodeState
 from openmessenger.core.records import Account, AccountKind, Contact, Device, PassCode
 from openmessenger.services.ports import Transaction, UnitOfWork
-from openmessenger.storage.database import SqlUnitOfWork
+from openmessenger.storage.database import Database
 
 CONCURRENT_WRITERS = 20
 
@@ -90,41 +97,75 @@ async def make_conversation(tx: Transaction) -> ConversationId:
     return conversation_id
 
 
-def message_for(
-    conversation_id: ConversationId,
-    seq: int,
+async def connect(tx: Transaction, a: Account, b: Account) -> ConversationId:
+    """A direct conversation between two local accounts, with a connection each way."""
+    conversation_id = await make_conversation(tx)
+    for owner, peer in ((a, b), (b, a)):
+        contact = Contact(owner.id, peer.address, None, conversation_id, now())
+        assert await tx.connections.add(contact)
+    return conversation_id
+
+
+def send_request(
     sender: Account,
     device: Device,
     recipient: Address,
     body: str = "hello",
-) -> Message:
-    return Message(
-        id=MessageId(new_id()),
-        conversation_id=conversation_id,
-        seq=seq,
+    client_txn_id: str | None = None,
+    *,
+    sent_at: datetime | None = None,
+) -> SendRequest:
+    return SendRequest(
+        message_id=MessageId(new_id()),
+        sender_account=sender.id,
         sender=sender.address,
         sender_device=device.id,
         recipient=recipient,
         body=body,
-        sent_at=now(),
-        status=DeliveryStatus.ACCEPTED,
+        client_txn_id=client_txn_id,
+        sent_at=sent_at or now(),
     )
+
+
+def accepted(result: AppendResult) -> Message:
+    """The message a result stored (failing if it stored none)."""
+    assert result.created, result
+    assert result.message is not None
+    return result.message
 
 
 async def send(
     tx: Transaction,
-    conversation_id: ConversationId,
     sender: Account,
     device: Device,
     recipient: Address,
     body: str = "hello",
     client_txn_id: str | None = None,
 ) -> Message:
-    """What the messaging service does: allocate a seq, store the message."""
-    seq = await tx.messages.next_seq(conversation_id)
-    message = message_for(conversation_id, seq, sender, device, recipient, body)
-    assert await tx.messages.add(message, client_txn_id)
-    return message
+    """A lone send, as the message log writes one when nothing else is waiting."""
+    request = send_request(sender, device, recipient, body, client_txn_id)
+    (result,) = await tx.messages.append_batch([request])
+    return accepted(result)
+
+
+def positions(events: Iterable[StreamEvent]) -> dict[DeviceId, int]:
+    return {e.device_id: e.position for e in events}
+
+
+def events_by_device(results: Iterable[AppendResult]) -> dict[DeviceId, list[StreamEvent]]:
+    """Every event the results hand back, per device, in position order."""
+    found: dict[DeviceId, list[StreamEvent]] = {}
+    for result in results:
+        for event in result.events:
+            assert event.message == result.message
+            found.setdefault(event.device_id, []).append(event)
+    return {d: sorted(events, key=lambda e: e.position) for d, events in found.items()}
+
+
+async def read_streams(
+    tx: Transaction, device_ids: Iterable[DeviceId], since: int = 0
+) -> dict[DeviceId, list[StreamEvent]]:
+    return {d: await tx.messages.stream(d, since, 1000) for d in device_ids}
 
 
 def pass_code(owner: Account, *, bound_to: Address | None = None, ttl: int = 3600) -> PassCode:
@@ -143,7 +184,8 @@ def pass_code(owner: Account, *, bound_to: Address | None = None, ttl: int = 360
 
 
 class World:
-    """Two accounts, a device each, and a conversation between them (committed)."""
+    """Two accounts, a device each, and a conversation between them (committed);
+    unless told otherwise, each holds a connection to the other."""
 
     alice: Account
     bob: Account
@@ -152,21 +194,41 @@ class World:
     conversation_id: ConversationId
 
 
-async def make_world(uow: UnitOfWork) -> World:
+async def make_world(uow: UnitOfWork, *, connected: bool = True) -> World:
     world = World()
     async with uow() as tx:
         world.alice = await make_account(tx)
         world.bob = await make_account(tx)
         world.alice_device = await make_device(tx, world.alice.id)
         world.bob_device = await make_device(tx, world.bob.id)
-        world.conversation_id = await make_conversation(tx)
+        if connected:
+            world.conversation_id = await connect(tx, world.alice, world.bob)
+        else:
+            world.conversation_id = await make_conversation(tx)
         await tx.commit()
     return world
 
 
+async def add_device(uow: UnitOfWork, account: Account) -> Device:
+    async with uow() as tx:
+        device = await make_device(tx, account.id)
+        await tx.commit()
+    return device
+
+
+async def add_peer(uow: UnitOfWork, of: Account) -> tuple[Account, Device, ConversationId]:
+    """Another local account with one device, connected both ways to ``of``."""
+    async with uow() as tx:
+        peer = await make_account(tx)
+        device = await make_device(tx, peer.id)
+        conversation_id = await connect(tx, of, peer)
+        await tx.commit()
+    return peer, device, conversation_id
+
+
 @pytest.fixture
-def uow(engine: AsyncEngine) -> UnitOfWork:
-    return SqlUnitOfWork(engine)
+def uow(database: Database) -> UnitOfWork:
+    return database.uow
 
 
 # --- accounts ----------------------------------------------------------------------
@@ -475,7 +537,7 @@ async def test_connection_is_stored_once_and_found_every_way(uow: UnitOfWork) ->
 
 
 async def test_connections_are_per_owner(uow: UnitOfWork) -> None:
-    world = await make_world(uow)
+    world = await make_world(uow, connected=False)
     async with uow() as tx:
         mine = Contact(world.alice.id, world.bob.address, None, world.conversation_id, now())
         theirs = Contact(world.bob.id, world.alice.address, None, world.conversation_id, now())
@@ -490,7 +552,7 @@ async def test_connections_are_per_owner(uow: UnitOfWork) -> None:
 
 
 async def test_local_contact_shows_the_peers_current_display_name(uow: UnitOfWork) -> None:
-    world = await make_world(uow)
+    world = await make_world(uow, connected=False)
     async with uow() as tx:
         await tx.accounts.set_display_name(world.bob.id, "Bob")
         contact = Contact(world.alice.id, world.bob.address, "Bob", world.conversation_id, now())
@@ -526,137 +588,158 @@ async def test_contacts_are_listed_in_the_order_they_were_connected(uow: UnitOfW
 
 
 async def test_seq_is_allocated_1_2_3_per_conversation(uow: UnitOfWork) -> None:
+    world = await make_world(uow)
+    carol, _, with_carol = await add_peer(uow, world.alice)
+    alice, bob = world.alice, world.bob
     async with uow() as tx:
-        first = await make_conversation(tx)
-        second = await make_conversation(tx)
-        assert [await tx.messages.next_seq(first) for _ in range(3)] == [1, 2, 3]
-        assert await tx.messages.next_seq(second) == 1
+        results = await tx.messages.append_batch(
+            [
+                send_request(alice, world.alice_device, bob.address, "b1"),
+                send_request(alice, world.alice_device, carol.address, "c1"),
+                send_request(bob, world.bob_device, alice.address, "b2"),
+                send_request(alice, world.alice_device, bob.address, "b3"),
+            ]
+        )
+        assert [(accepted(r).conversation_id, accepted(r).seq) for r in results] == [
+            (world.conversation_id, 1),
+            (with_carol, 1),
+            (world.conversation_id, 2),
+            (world.conversation_id, 3),
+        ]
         await tx.commit()
     async with uow() as tx:
-        assert await tx.messages.next_seq(first) == 4
+        assert (await send(tx, alice, world.alice_device, bob.address)).seq == 4
         # leaves without commit
     async with uow() as tx:
         # A rolled-back allocation leaves no gap in the conversation's order.
-        assert await tx.messages.next_seq(first) == 4
-        assert await tx.messages.next_seq(second) == 2
+        assert (await send(tx, alice, world.alice_device, bob.address, "b4")).seq == 4
+        assert (await send(tx, alice, world.alice_device, carol.address, "c2")).seq == 2
+        await tx.commit()
+    async with uow() as tx:
+        bob_history = await tx.messages.history(world.conversation_id, 0, 100)
+        carol_history = await tx.messages.history(with_carol, 0, 100)
+    assert [(m.seq, m.body) for m in bob_history] == [(1, "b1"), (2, "b2"), (3, "b3"), (4, "b4")]
+    assert [(m.seq, m.body) for m in carol_history] == [(1, "c1"), (2, "c2")]
 
 
 async def test_message_is_stored_and_read_back_unchanged(uow: UnitOfWork) -> None:
     world = await make_world(uow)
     body = "ciphertext or plain: " + "é" * 1000 + " 😀 \n\t" + "x" * 60_000
+    sent_at = datetime(2026, 3, 1, 23, 45, 12, 345678, tzinfo=timezone(timedelta(hours=5)))
+    request = send_request(
+        world.alice, world.alice_device, world.bob.address, body, "txn", sent_at=sent_at
+    )
     async with uow() as tx:
-        message = await send(
-            tx, world.conversation_id, world.alice, world.alice_device, world.bob.address, body
-        )
+        (result,) = await tx.messages.append_batch([request])
         await tx.commit()
+    message = accepted(result)
+    assert message == Message(
+        id=request.message_id,
+        conversation_id=world.conversation_id,
+        seq=1,
+        sender=world.alice.address,
+        sender_device=world.alice_device.id,
+        recipient=world.bob.address,
+        body=body,
+        sent_at=sent_at,
+        status=DeliveryStatus.ACCEPTED,
+    )
     async with uow() as tx:
         stored = await tx.messages.get(message.id)
         assert stored == message
         assert stored is not None
-        assert_utc(stored.sent_at, message.sent_at)
+        assert_utc(stored.sent_at, sent_at)
         assert stored.status is DeliveryStatus.ACCEPTED
         assert await tx.messages.get(MessageId(new_id())) is None
 
 
-async def test_client_txn_id_makes_a_retried_send_idempotent(uow: UnitOfWork) -> None:
+async def test_an_empty_batch_appends_nothing(uow: UnitOfWork) -> None:
     world = await make_world(uow)
     async with uow() as tx:
-        original = await send(
-            tx,
-            world.conversation_id,
-            world.alice,
-            world.alice_device,
-            world.bob.address,
-            "once",
-            "txn-1",
+        assert await tx.messages.append_batch([]) == []
+        await tx.commit()
+    async with uow() as tx:
+        assert await tx.messages.history(world.conversation_id, 0, 10) == []
+        assert (await send(tx, world.alice, world.alice_device, world.bob.address)).seq == 1
+
+
+async def test_client_txn_id_makes_a_retried_send_idempotent(uow: UnitOfWork) -> None:
+    world = await make_world(uow)
+    alice, device, bob = world.alice, world.alice_device, world.bob.address
+    async with uow() as tx:
+        original = await send(tx, alice, device, bob, "once", "txn-1")
+        await tx.commit()
+
+    # The retry carries a fresh message id and, here, even another body.
+    retry = send_request(alice, device, bob, "once, edited", "txn-1")
+    async with uow() as tx:
+        retried, other = await tx.messages.append_batch(
+            [retry, send_request(alice, device, bob, "twice", "txn-2")]
         )
+        assert retried == AppendResult(original, created=False)
+        assert retried.events == ()
+        assert accepted(other).seq == 2
         await tx.commit()
 
     async with uow() as tx:
-        assert await tx.messages.by_txn(world.alice_device.id, "txn-1") == original
-        retry = message_for(
-            world.conversation_id,
-            await tx.messages.next_seq(world.conversation_id),
-            world.alice,
-            world.alice_device,
-            world.bob.address,
-            "once",
-        )
-        assert not await tx.messages.add(retry, "txn-1")
-        # The transaction is still usable: another send goes through.
-        other = message_for(
-            world.conversation_id,
-            retry.seq + 1,
-            world.alice,
-            world.alice_device,
-            world.bob.address,
-            "twice",
-        )
-        assert await tx.messages.add(other, "txn-2")
-        await tx.commit()
-
-    async with uow() as tx:
-        assert await tx.messages.get(retry.id) is None
-        assert await tx.messages.by_txn(world.alice_device.id, "txn-1") == original
-        assert await tx.messages.by_txn(world.alice_device.id, "txn-2") == other
-        assert await tx.messages.by_txn(world.bob_device.id, "txn-1") is None
+        assert await tx.messages.get(retry.message_id) is None
         history = await tx.messages.history(world.conversation_id, 0, 10)
         assert [m.body for m in history] == ["once", "twice"]
+        # The retry joined no stream.
+        bob_stream = await tx.messages.stream(world.bob_device.id, 0, 10)
+        assert [(e.position, e.message) for e in bob_stream] == [(1, original), (2, history[1])]
+        # Retried again later, on its own, it is still the first message.
+        assert await tx.messages.append_batch([retry]) == [AppendResult(original, created=False)]
 
 
 async def test_txn_ids_are_per_device_and_absent_ones_never_clash(uow: UnitOfWork) -> None:
     world = await make_world(uow)
+    alice, bob = world.alice, world.bob
+    from_alice = send_request(alice, world.alice_device, bob.address, "a", "same")
+    from_bob = send_request(bob, world.bob_device, alice.address, "b", "same")
+    # Without a client_txn_id, any number of messages from one device are kept.
+    plain = [send_request(alice, world.alice_device, bob.address, f"plain {i}") for i in range(3)]
     async with uow() as tx:
-        from_alice = await send(
-            tx,
-            world.conversation_id,
-            world.alice,
-            world.alice_device,
-            world.bob.address,
-            client_txn_id="same",
-        )
-        from_bob = await send(
-            tx,
-            world.conversation_id,
-            world.bob,
-            world.bob_device,
-            world.alice.address,
-            client_txn_id="same",
-        )
-        # Without a client_txn_id, any number of messages from one device are kept.
-        plain = [
-            await send(
-                tx,
-                world.conversation_id,
-                world.alice,
-                world.alice_device,
-                world.bob.address,
-                f"plain {i}",
-            )
-            for i in range(3)
-        ]
+        results = await tx.messages.append_batch([from_alice, from_bob, *plain])
         await tx.commit()
+    sent = [accepted(r) for r in results]
+    assert [m.id for m in sent] == [r.message_id for r in [from_alice, from_bob, *plain]]
+    assert [m.seq for m in sent] == [1, 2, 3, 4, 5]
+
     async with uow() as tx:
-        assert await tx.messages.by_txn(world.alice_device.id, "same") == from_alice
-        assert await tx.messages.by_txn(world.bob_device.id, "same") == from_bob
-        for message in plain:
+        retries = await tx.messages.append_batch(
+            [
+                send_request(bob, world.bob_device, alice.address, "b?", "same"),
+                send_request(alice, world.alice_device, bob.address, "a?", "same"),
+            ]
+        )
+        assert retries == [
+            AppendResult(sent[1], created=False),
+            AppendResult(sent[0], created=False),
+        ]
+        for message in sent:
             assert await tx.messages.get(message.id) == message
 
 
 async def test_history_pages_in_seq_order(uow: UnitOfWork) -> None:
     world = await make_world(uow)
+    carol, _, with_carol = await add_peer(uow, world.alice)
+    requests = []
+    for i in range(7):
+        sender, device, to = (
+            (world.alice, world.alice_device, world.bob.address)
+            if i % 2 == 0
+            else (world.bob, world.bob_device, world.alice.address)
+        )
+        requests.append(send_request(sender, device, to, f"m{i}"))
+    elsewhere = send_request(world.alice, world.alice_device, carol.address, "elsewhere")
     async with uow() as tx:
-        other_conversation = await make_conversation(tx)
-        sent = []
-        for i in range(7):
-            sender, device, to = (
-                (world.alice, world.alice_device, world.bob.address)
-                if i % 2 == 0
-                else (world.bob, world.bob_device, world.alice.address)
-            )
-            sent.append(await send(tx, world.conversation_id, sender, device, to, f"m{i}"))
-        await send(tx, other_conversation, world.alice, world.alice_device, world.bob.address)
+        first = await tx.messages.append_batch(requests[:3])
         await tx.commit()
+    async with uow() as tx:
+        rest = await tx.messages.append_batch([requests[3], elsewhere, *requests[4:]])
+        await tx.commit()
+    sent = [accepted(r) for r in first + rest if accepted(r).conversation_id != with_carol]
 
     pages: list[list[Message]] = []
     after = 0
@@ -664,65 +747,71 @@ async def test_history_pages_in_seq_order(uow: UnitOfWork) -> None:
         while page := await tx.messages.history(world.conversation_id, after, 3):
             pages.append(page)
             after = page[-1].seq
+        assert [m.body for m in await tx.messages.history(with_carol, 0, 3)] == ["elsewhere"]
+        assert await tx.messages.history(world.conversation_id, 7, 3) == []
     assert [[m.seq for m in page] for page in pages] == [[1, 2, 3], [4, 5, 6], [7]]
     assert [m for page in pages for m in page] == sent
+    assert [m.body for m in sent] == [f"m{i}" for i in range(7)]
 
 
-async def test_fan_out_assigns_strictly_increasing_positions_per_device(
-    uow: UnitOfWork,
-) -> None:
+async def test_positions_are_strictly_increasing_per_device(uow: UnitOfWork) -> None:
+    """A message joins the streams of every device of the recipient's account and
+    of the sender's other devices, each at that device's next position."""
     world = await make_world(uow)
-    async with uow() as tx:
-        alice_second = await make_device(tx, world.alice.id)
-        await tx.commit()
-    everyone = [world.bob_device.id, world.alice_device.id, alice_second.id]
+    alice_second = await add_device(uow, world.alice)
+    alice, bob = world.alice, world.bob
+    a1, a2, b1 = world.alice_device.id, alice_second.id, world.bob_device.id
 
     async with uow() as tx:
-        first = await send(
-            tx, world.conversation_id, world.alice, world.alice_device, world.bob.address
+        (first,) = await tx.messages.append_batch(
+            [send_request(alice, world.alice_device, bob.address, "first")]
         )
-        events = await tx.messages.fan_out(first, everyone)
         await tx.commit()
-    assert {e.device_id: e.position for e in events} == {d: 1 for d in everyone}
-    assert all(e.message == first for e in events)
+    # Not the sending device: it holds the message already.
+    assert positions(first.events) == {b1: 1, a2: 1}
+    assert all(e.message == accepted(first) for e in first.events)
 
     async with uow() as tx:
-        second = await send(
-            tx, world.conversation_id, world.alice, world.alice_device, world.bob.address
+        from_bob, from_second = await tx.messages.append_batch(
+            [
+                send_request(bob, world.bob_device, alice.address, "from bob"),
+                send_request(alice, alice_second, bob.address, "from alice's second"),
+            ]
         )
-        # Only Bob's device receives this one; the others' positions do not move.
-        assert await tx.messages.fan_out(second, [world.bob_device.id]) == [
-            StreamEvent(world.bob_device.id, 2, second)
-        ]
-        third = await send(
-            tx, world.conversation_id, world.bob, world.bob_device, world.alice.address
-        )
-        events = await tx.messages.fan_out(third, everyone)
         await tx.commit()
-    assert {e.device_id: e.position for e in events} == {
-        world.bob_device.id: 3,
-        world.alice_device.id: 2,
-        alice_second.id: 2,
+    assert positions(from_bob.events) == {a1: 1, a2: 2}
+    assert positions(from_second.events) == {b1: 2, a1: 2}
+
+    # A device added later starts at 1; the others' positions go on.
+    bob_second = await add_device(uow, bob)
+    async with uow() as tx:
+        (last,) = await tx.messages.append_batch(
+            [send_request(alice, world.alice_device, bob.address, "last")]
+        )
+        await tx.commit()
+    assert positions(last.events) == {b1: 3, bob_second.id: 1, a2: 3}
+
+    async with uow() as tx:
+        streams = await read_streams(tx, [a1, a2, b1, bob_second.id])
+    assert {d: [e.message.body for e in s] for d, s in streams.items()} == {
+        a1: ["from bob", "from alice's second"],
+        a2: ["first", "from bob", "last"],
+        b1: ["first", "from alice's second", "last"],
+        bob_second.id: ["last"],
     }
-    async with uow() as tx:
-        assert await tx.messages.fan_out(first, []) == []
+    assert streams == events_by_device([first, from_bob, from_second, last])
 
 
 async def test_stream_pages_from_since_in_position_order(uow: UnitOfWork) -> None:
     world = await make_world(uow)
+    requests = [
+        send_request(world.alice, world.alice_device, world.bob.address, f"m{i}") for i in range(5)
+    ]
     async with uow() as tx:
-        sent = []
-        for i in range(5):
-            message = await send(
-                tx,
-                world.conversation_id,
-                world.alice,
-                world.alice_device,
-                world.bob.address,
-                f"m{i}",
-            )
-            await tx.messages.fan_out(message, [world.bob_device.id, world.alice_device.id])
-            sent.append(message)
+        sent = [accepted(r) for r in await tx.messages.append_batch(requests[:2])]
+        await tx.commit()
+    async with uow() as tx:
+        sent += [accepted(r) for r in await tx.messages.append_batch(requests[2:])]
         await tx.commit()
 
     async with uow() as tx:
@@ -734,6 +823,8 @@ async def test_stream_pages_from_since_in_position_order(uow: UnitOfWork) -> Non
         assert await tx.messages.stream(world.bob_device.id, 5, 2) == []
         assert await tx.messages.stream(world.bob_device.id, 99, 2) == []
         resumed = await tx.messages.stream(world.bob_device.id, 3, 100)
+        # The sender's only device holds no copy of its own messages.
+        assert await tx.messages.stream(world.alice_device.id, 0, 100) == []
         stranger = await make_device(tx, world.bob.id)
         assert await tx.messages.stream(stranger.id, 0, 100) == []
 
@@ -742,8 +833,208 @@ async def test_stream_pages_from_since_in_position_order(uow: UnitOfWork) -> Non
     assert [e.message for e in flat] == sent
     assert all(e.device_id == world.bob_device.id for e in flat)
     assert [e.position for e in resumed] == [4, 5]
-    for event, message in zip(flat, sent, strict=True):
-        assert_utc(event.message.sent_at, message.sent_at)
+    for event, request in zip(flat, requests, strict=True):
+        assert_utc(event.message.sent_at, request.sent_at)
+
+
+async def test_a_send_without_a_connection_is_refused_and_writes_nothing(
+    uow: UnitOfWork,
+) -> None:
+    world = await make_world(uow)
+    alice, a1 = world.alice, world.alice_device
+    remote = new_address("beta.test")
+    async with uow() as tx:
+        stranger = await make_account(tx)
+        stranger_device = await make_device(tx, stranger.id)
+        # Alice holds a connection to Carol; Carol holds none to Alice.
+        carol = await make_account(tx)
+        carol_device = await make_device(tx, carol.id)
+        one_way = await make_conversation(tx)
+        assert await tx.connections.add(Contact(alice.id, carol.address, None, one_way, now()))
+        # A remote peer: a connection row, but no local account to deliver to.
+        to_remote = await make_conversation(tx)
+        assert await tx.connections.add(Contact(alice.id, remote, "R", to_remote, now()))
+        await tx.commit()
+
+    refused = [
+        send_request(alice, a1, stranger.address, "to a stranger", "t1"),
+        send_request(carol, carol_device, alice.address, "back along one way", "t2"),
+        send_request(alice, a1, remote, "to a remote peer", "t3"),
+        send_request(alice, a1, new_address(), "to nobody", "t4"),
+        send_request(stranger, stranger_device, world.bob.address, "no client_txn_id"),
+    ]
+    async with uow() as tx:
+        results = await tx.messages.append_batch(refused)
+        await tx.commit()
+    assert results == [AppendResult(None, created=False)] * len(refused)
+
+    every_device = [a1.id, world.bob_device.id, stranger_device.id, carol_device.id]
+    async with uow() as tx:
+        for request in refused:
+            assert await tx.messages.get(request.message_id) is None
+        for conversation_id in (world.conversation_id, one_way, to_remote):
+            assert await tx.messages.history(conversation_id, 0, 10) == []
+        assert await read_streams(tx, every_device) == {d: [] for d in every_device}
+        # Nothing was used up: no seq, no stream position, no client_txn_id.
+        to_bob, to_carol = await tx.messages.append_batch(
+            [
+                send_request(alice, a1, world.bob.address, "to bob", "t1"),
+                send_request(alice, a1, carol.address, "along one way", "t4"),
+            ]
+        )
+        await tx.commit()
+    assert (accepted(to_bob).conversation_id, accepted(to_bob).seq) == (world.conversation_id, 1)
+    assert positions(to_bob.events) == {world.bob_device.id: 1}
+    assert (accepted(to_carol).conversation_id, accepted(to_carol).seq) == (one_way, 1)
+    assert positions(to_carol.events) == {carol_device.id: 1}
+
+
+async def test_a_mixed_batch_answers_each_request_in_order(uow: UnitOfWork) -> None:
+    world = await make_world(uow)
+    alice, a1, bob = world.alice, world.alice_device, world.bob.address
+    async with uow() as tx:
+        stranger = await make_account(tx)
+        stranger_device = await make_device(tx, stranger.id)
+        stored = await send(tx, alice, a1, bob, "stored", "old")
+        await tx.commit()
+
+    requests = [
+        send_request(alice, a1, bob, "first", "new"),  # accepted
+        send_request(alice, a1, stranger.address, "refused", "nope"),  # no connection
+        send_request(alice, a1, bob, "stored, again", "old"),  # retry of a stored one
+        send_request(alice, a1, bob, "first, again", "new"),  # retry within the batch
+        send_request(world.bob, world.bob_device, alice.address, "reply"),  # accepted
+        send_request(alice, a1, bob, "stored, once more", "old"),  # retry of a stored one
+        send_request(alice, a1, bob, "second"),  # accepted
+    ]
+    async with uow() as tx:
+        results = await tx.messages.append_batch(requests)
+        await tx.commit()
+
+    assert len(results) == len(requests)
+    assert [r.created for r in results] == [True, False, False, False, True, False, True]
+    first, reply, second = (accepted(results[i]) for i in (0, 4, 6))
+    assert [first.id, reply.id, second.id] == [requests[i].message_id for i in (0, 4, 6)]
+    assert [(m.seq, m.body) for m in (first, reply, second)] == [
+        (2, "first"),
+        (3, "reply"),
+        (4, "second"),
+    ]
+    assert results[1] == AppendResult(None, created=False)
+    assert results[2] == results[5] == AppendResult(stored, created=False)
+    assert results[3] == AppendResult(first, created=False)
+    assert positions(results[0].events) == {world.bob_device.id: 2}
+    assert positions(results[4].events) == {a1.id: 1}
+    assert positions(results[6].events) == {world.bob_device.id: 3}
+
+    async with uow() as tx:
+        for i in (1, 2, 3, 5):
+            assert await tx.messages.get(requests[i].message_id) is None
+        assert await tx.messages.history(world.conversation_id, 0, 10) == [
+            stored,
+            first,
+            reply,
+            second,
+        ]
+        streams = await read_streams(tx, [a1.id, world.bob_device.id, stranger_device.id])
+    assert {d: [e.message for e in s] for d, s in streams.items()} == {
+        a1.id: [reply],
+        world.bob_device.id: [stored, first, second],
+        stranger_device.id: [],
+    }
+
+
+async def test_one_batch_across_conversations_and_devices_numbers_each_in_order(
+    uow: UnitOfWork,
+) -> None:
+    world = await make_world(uow)
+    alice, bob = world.alice, world.bob
+    carol, carol_device, ac = await add_peer(uow, alice)
+    alice_second = await add_device(uow, alice)
+    bob_second = await add_device(uow, bob)
+    ab = world.conversation_id
+    a1, a2, b1, b2, c1 = (
+        world.alice_device.id,
+        alice_second.id,
+        world.bob_device.id,
+        bob_second.id,
+        carol_device.id,
+    )
+    async with uow() as tx:
+        earlier = await send(tx, alice, world.alice_device, bob.address, "earlier")
+        await tx.commit()
+
+    async with uow() as tx:
+        results = await tx.messages.append_batch(
+            [
+                send_request(alice, world.alice_device, bob.address, "0"),
+                send_request(alice, alice_second, carol.address, "1"),
+                send_request(bob, world.bob_device, alice.address, "2"),
+                send_request(carol, carol_device, alice.address, "3"),
+                send_request(alice, world.alice_device, carol.address, "4"),
+                send_request(bob, bob_second, alice.address, "5"),
+            ]
+        )
+        await tx.commit()
+    # "earlier" took b1, b2 and a2 to position 1.
+    assert [
+        (accepted(r).body, accepted(r).conversation_id, accepted(r).seq, positions(r.events))
+        for r in results
+    ] == [
+        ("0", ab, 2, {b1: 2, b2: 2, a2: 2}),
+        ("1", ac, 1, {c1: 1, a1: 1}),
+        ("2", ab, 3, {a1: 2, a2: 3, b2: 3}),
+        ("3", ac, 2, {a1: 3, a2: 4}),
+        ("4", ac, 3, {c1: 2, a2: 5}),
+        ("5", ab, 4, {a1: 4, a2: 6, b1: 3}),
+    ]
+
+    async with uow() as tx:
+        streams = await read_streams(tx, [a1, a2, b1, b2, c1])
+        with_bob = await tx.messages.history(ab, 0, 100)
+        with_carol = await tx.messages.history(ac, 0, 100)
+    # The events handed back are exactly what the streams hold after the commit.
+    after_earlier = {d: [e for e in s if e.message != earlier] for d, s in streams.items()}
+    assert after_earlier == events_by_device(results)
+    for stream in streams.values():
+        assert [e.position for e in stream] == list(range(1, len(stream) + 1))
+    assert with_bob == [earlier, *(accepted(results[i]) for i in (0, 2, 5))]
+    assert with_carol == [accepted(results[i]) for i in (1, 3, 4)]
+
+
+async def test_returned_events_are_exactly_what_the_streams_hold(uow: UnitOfWork) -> None:
+    world = await make_world(uow)
+    alice_second = await add_device(uow, world.alice)
+    carol, carol_device, _ = await add_peer(uow, world.bob)
+    alice, bob = world.alice, world.bob
+    devices = [world.alice_device.id, alice_second.id, world.bob_device.id, carol_device.id]
+
+    def batch(i: int) -> list[SendRequest]:
+        return [
+            send_request(alice, world.alice_device, bob.address, f"{i}a", f"a{i}"),
+            send_request(bob, world.bob_device, alice.address, f"{i}b"),
+            send_request(carol, carol_device, bob.address, f"{i}c"),
+            send_request(alice, alice_second, carol.address, f"{i}x"),  # refused
+            # A retry of the previous batch's first send: answered from the store,
+            # except after batch 2, which was rolled back and is stored anew.
+            send_request(alice, world.alice_device, bob.address, f"{i}a", f"a{i - 1}"),
+        ]
+
+    kept: list[AppendResult] = []
+    for i in range(4):
+        async with uow() as tx:
+            results = await tx.messages.append_batch(batch(i))
+            if i == 2:
+                continue  # rolled back: its events never happened
+            await tx.commit()
+        kept += results
+
+    async with uow() as tx:
+        streams = await read_streams(tx, devices)
+    assert streams == events_by_device(kept) | {carol_device.id: []}
+    for stream in streams.values():
+        assert [e.position for e in stream] == list(range(1, len(stream) + 1))
+    assert [len(streams[d]) for d in devices] == [3, 8, 8, 0]
 
 
 # --- transactions ------------------------------------------------------------------
@@ -751,6 +1042,9 @@ async def test_stream_pages_from_since_in_position_order(uow: UnitOfWork) -> Non
 
 async def test_leaving_without_commit_persists_nothing(uow: UnitOfWork) -> None:
     world = await make_world(uow)
+    ghost_send = send_request(
+        world.alice, world.alice_device, world.bob.address, "ghost", client_txn_id="ghost"
+    )
     async with uow() as tx:
         ghost = await make_account(tx)
         ghost_device = await make_device(tx, ghost.id)
@@ -763,15 +1057,8 @@ async def test_leaving_without_commit_persists_nothing(uow: UnitOfWork) -> None:
         conversation_id = await make_conversation(tx)
         contact = Contact(world.alice.id, ghost.address, None, conversation_id, now())
         assert await tx.connections.add(contact)
-        message = await send(
-            tx,
-            world.conversation_id,
-            world.alice,
-            world.alice_device,
-            world.bob.address,
-            client_txn_id="ghost",
-        )
-        await tx.messages.fan_out(message, [world.bob_device.id])
+        (result,) = await tx.messages.append_batch([ghost_send])
+        message = accepted(result)
         # leaves without commit
 
     async with uow() as tx:
@@ -783,22 +1070,15 @@ async def test_leaving_without_commit_persists_nothing(uow: UnitOfWork) -> None:
         assert alice is not None and alice.display_name is None
         assert await tx.codes.list_for(world.alice.id) == []
         assert await tx.codes.budget_spent(world.alice.id, OPEN_POOL) == 0
-        assert await tx.connections.list_for(world.alice.id) == []
+        contacts = await tx.connections.list_for(world.alice.id)
+        assert [c.address for c in contacts] == [world.bob.address]
         assert await tx.messages.get(message.id) is None
-        assert await tx.messages.by_txn(world.alice_device.id, "ghost") is None
+        assert await tx.messages.history(world.conversation_id, 0, 10) == []
         assert await tx.messages.stream(world.bob_device.id, 0, 10) == []
-        # Neither the seq nor the stream position was used up.
-        retried = await send(
-            tx,
-            world.conversation_id,
-            world.alice,
-            world.alice_device,
-            world.bob.address,
-            client_txn_id="ghost",
-        )
-        assert retried.seq == 1
-        events = await tx.messages.fan_out(retried, [world.bob_device.id])
-        assert [e.position for e in events] == [1]
+        # Neither the seq, the stream position nor the client_txn_id was used up.
+        (retried,) = await tx.messages.append_batch([ghost_send])
+        assert accepted(retried).seq == 1
+        assert positions(retried.events) == {world.bob_device.id: 1}
 
 
 async def test_an_error_inside_the_transaction_rolls_it_back(uow: UnitOfWork) -> None:
@@ -820,105 +1100,167 @@ async def test_uncommitted_writes_are_invisible_to_other_transactions(
     uow: UnitOfWork, backend: str
 ) -> None:
     if backend == "sqlite":
-        pytest.skip("SQLite runs one transaction at a time (one pooled connection)")
+        pytest.skip("SQLite runs one transaction at a time")
+    world = await make_world(uow)
     async with uow() as writer:
         account = await make_account(writer)
+        message = await send(writer, world.alice, world.alice_device, world.bob.address)
         async with uow() as reader:
             assert await reader.accounts.get(account.id) is None
+            assert await reader.messages.get(message.id) is None
+            assert await reader.messages.history(world.conversation_id, 0, 10) == []
+            assert await reader.messages.stream(world.bob_device.id, 0, 10) == []
         await writer.commit()
     async with uow() as reader:
         assert await reader.accounts.get(account.id) == account
+        assert await reader.messages.get(message.id) == message
+        assert [e.message for e in await reader.messages.stream(world.bob_device.id, 0, 10)] == [
+            message
+        ]
 
 
 # --- concurrency -------------------------------------------------------------------
 
 
-async def _stored_messages(uow: UnitOfWork, world: World, count: int) -> list[Message]:
+async def _append_alone(uow: UnitOfWork, requests: Sequence[SendRequest]) -> list[AppendResult]:
+    """One batch in a transaction of its own, committed."""
     async with uow() as tx:
-        sent = [
-            await send(
-                tx,
-                world.conversation_id,
-                world.alice,
-                world.alice_device,
-                world.bob.address,
-                f"m{i}",
-            )
-            for i in range(count)
-        ]
+        results = await tx.messages.append_batch(requests)
         await tx.commit()
-    return sent
+    return results
 
 
-async def _fan_out_alone(
-    uow: UnitOfWork, message: Message, devices: Sequence[DeviceId]
-) -> list[StreamEvent]:
-    async with uow() as tx:
-        events = await tx.messages.fan_out(message, devices)
-        await tx.commit()
-    return events
-
-
-async def test_concurrent_fan_outs_to_one_device_get_positions_1_to_n(uow: UnitOfWork) -> None:
-    world = await make_world(uow)
-    sent = await _stored_messages(uow, world, CONCURRENT_WRITERS)
-    results = await asyncio.gather(*(_fan_out_alone(uow, m, [world.bob_device.id]) for m in sent))
-    positions = sorted(e.position for events in results for e in events)
-    assert positions == list(range(1, CONCURRENT_WRITERS + 1))
-
-    async with uow() as tx:
-        stream = await tx.messages.stream(world.bob_device.id, 0, 100)
-    assert [e.position for e in stream] == list(range(1, CONCURRENT_WRITERS + 1))
-    assert sorted(e.message.id for e in stream) == sorted(m.id for m in sent)
-    returned = {e.message.id: e.position for events in results for e in events}
-    assert {e.message.id: e.position for e in stream} == returned
-
-
-async def test_concurrent_fan_outs_in_opposite_device_order_do_not_deadlock(
+async def test_concurrent_sends_to_one_recipient_get_seq_and_positions_1_to_n(
     uow: UnitOfWork,
 ) -> None:
     world = await make_world(uow)
-    sent = await _stored_messages(uow, world, CONCURRENT_WRITERS)
-    forward = [world.alice_device.id, world.bob_device.id]
-    results = await asyncio.gather(
-        *(
-            _fan_out_alone(uow, m, forward if i % 2 == 0 else forward[::-1])
-            for i, m in enumerate(sent)
-        )
+    requests = [
+        send_request(world.alice, world.alice_device, world.bob.address, f"m{i}")
+        for i in range(CONCURRENT_WRITERS)
+    ]
+    results = [
+        result
+        for batch in await asyncio.gather(*(_append_alone(uow, [r]) for r in requests))
+        for result in batch
+    ]
+    expected = list(range(1, CONCURRENT_WRITERS + 1))
+    assert sorted(accepted(r).seq for r in results) == expected
+    assert sorted(e.position for r in results for e in r.events) == expected
+
+    async with uow() as tx:
+        stream = await tx.messages.stream(world.bob_device.id, 0, 100)
+        history = await tx.messages.history(world.conversation_id, 0, 100)
+    assert [e.position for e in stream] == expected
+    assert [m.seq for m in history] == expected
+    assert sorted(m.id for m in history) == sorted(r.message_id for r in requests)
+    assert events_by_device(results) == {world.bob_device.id: stream}
+    # The device holds the conversation in its order.
+    assert [e.message.seq for e in stream] == expected
+
+
+async def test_concurrent_batches_in_opposite_orders_do_not_deadlock(uow: UnitOfWork) -> None:
+    world = await make_world(uow)
+    alice_second = await add_device(uow, world.alice)
+    carol, carol_device, with_carol = await add_peer(uow, world.alice)
+    alice, bob = world.alice, world.bob
+
+    def batch(i: int) -> list[SendRequest]:
+        # Each touches both conversations and every device: b1, a2 / a1, a2 /
+        # a1, a2 / c1, a1; every other batch in the opposite order.
+        requests = [
+            send_request(alice, world.alice_device, bob.address, f"{i} to bob"),
+            send_request(bob, world.bob_device, alice.address, f"{i} from bob"),
+            send_request(carol, carol_device, alice.address, f"{i} from carol"),
+            send_request(alice, alice_second, carol.address, f"{i} to carol"),
+        ]
+        return requests if i % 2 == 0 else requests[::-1]
+
+    batches = await asyncio.gather(
+        *(_append_alone(uow, batch(i)) for i in range(CONCURRENT_WRITERS))
     )
-    for device_id in forward:
-        positions = sorted(e.position for ev in results for e in ev if e.device_id == device_id)
-        assert positions == list(range(1, CONCURRENT_WRITERS + 1))
+    results = [r for batch_results in batches for r in batch_results]
+    assert all(r.created for r in results)
+
+    devices = {
+        world.alice_device.id: 3,
+        alice_second.id: 3,
+        world.bob_device.id: 1,
+        carol_device.id: 1,
+    }
+    async with uow() as tx:
+        streams = await read_streams(tx, devices)
+        with_bob = await tx.messages.history(world.conversation_id, 0, 1000)
+        with_carol_history = await tx.messages.history(with_carol, 0, 1000)
+    assert streams == events_by_device(results)
+    for device_id, per_batch in devices.items():
+        expected = list(range(1, per_batch * CONCURRENT_WRITERS + 1))
+        assert [e.position for e in streams[device_id]] == expected
+    for history in (with_bob, with_carol_history):
+        assert [m.seq for m in history] == list(range(1, 2 * CONCURRENT_WRITERS + 1))
+
+
+async def _until_blocked(database: Database, task: asyncio.Task[Any]) -> None:
+    """Poll PostgreSQL until a session of this database waits for another's locks
+    (or ``task`` is over, so that nothing can hang here)."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND cardinality(pg_blocking_pids(pid)) > 0"
+    )
+    async with database.connect() as conn:
+        while not task.done() and not (await conn.execute(query)).scalar():
+            await conn.rollback()  # the next read takes a fresh pg_stat_activity snapshot
+
+
+async def test_a_retry_racing_its_original_answers_with_the_original(
+    uow: UnitOfWork, database: Database, backend: str
+) -> None:
+    if backend == "sqlite":
+        pytest.skip("SQLite runs one transaction at a time")
+    world = await make_world(uow)
+    original = send_request(world.alice, world.alice_device, world.bob.address, "once", "k")
+    retry = replace(original, message_id=MessageId(new_id()))
+    async with uow() as first:
+        (stored,) = await first.messages.append_batch([original])
+        racing = asyncio.create_task(_append_alone(uow, [retry]))
+        # The retry has read the store and now waits on the original's locks.
+        await _until_blocked(database, racing)
+        await first.commit()
+    assert await racing == [AppendResult(accepted(stored), created=False)]
+    async with uow() as tx:
+        assert await tx.messages.history(world.conversation_id, 0, 10) == [accepted(stored)]
 
 
 async def test_concurrent_senders_never_fork_the_conversation_order(uow: UnitOfWork) -> None:
     world = await make_world(uow)
+    alice_second = await add_device(uow, world.alice)
+    bob_second = await add_device(uow, world.bob)
 
-    async def send_one(i: int) -> tuple[Message, list[StreamEvent]]:
+    def request(i: int) -> SendRequest:
         sender, device, to = (
             (world.alice, world.alice_device, world.bob.address)
             if i % 2 == 0
             else (world.bob, world.bob_device, world.alice.address)
         )
-        async with uow() as tx:
-            message = await send(
-                tx, world.conversation_id, sender, device, to, f"m{i}", client_txn_id=f"t{i}"
-            )
-            events = await tx.messages.fan_out(
-                message, [world.alice_device.id, world.bob_device.id]
-            )
-            await tx.commit()
-        return message, events
+        return send_request(sender, device, to, f"m{i}", client_txn_id=f"t{i}")
 
-    results = await asyncio.gather(*(send_one(i) for i in range(CONCURRENT_WRITERS)))
+    batches = await asyncio.gather(
+        *(_append_alone(uow, [request(i)]) for i in range(CONCURRENT_WRITERS))
+    )
+    results = [r for batch in batches for r in batch]
     expected = list(range(1, CONCURRENT_WRITERS + 1))
-    assert sorted(message.seq for message, _ in results) == expected
+    assert sorted(accepted(r).seq for r in results) == expected
     async with uow() as tx:
         history = await tx.messages.history(world.conversation_id, 0, 100)
-        alice_stream = await tx.messages.stream(world.alice_device.id, 0, 100)
-        bob_stream = await tx.messages.stream(world.bob_device.id, 0, 100)
+        streams = await read_streams(
+            tx, [world.alice_device.id, world.bob_device.id, alice_second.id, bob_second.id]
+        )
     assert [m.seq for m in history] == expected
-    # Both devices see the one conversation order.
-    for stream in (alice_stream, bob_stream):
-        assert [e.position for e in stream] == expected
-        assert [e.message.seq for e in stream] == expected
+    assert streams == events_by_device(results)
+    # The second devices receive every message; each sees the one conversation order.
+    for device_id in (alice_second.id, bob_second.id):
+        assert [e.position for e in streams[device_id]] == expected
+        assert [e.message.seq for e in streams[device_id]] == expected
+    for device_id in (world.alice_device.id, world.bob_device.id):
+        seqs = [e.message.seq for e in streams[device_id]]
+        assert len(seqs) == CONCURRENT_WRITERS // 2
+        assert seqs == sorted(seqs)

@@ -21,6 +21,7 @@ async def test_a_new_key_gets_an_anonymous_account_with_a_random_address(
         "/v1/me", json={"display_name": "Alice Liddell"}, headers=alice.auth
     )
     assert renamed.json()["display_name"] == "Alice Liddell"
+    assert (await alice.get("/v1/me")).json()["display_name"] == "Alice Liddell"
 
 
 async def test_registration_needs_a_valid_fresh_signature(http: httpx.AsyncClient) -> None:

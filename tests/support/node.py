@@ -100,7 +100,7 @@ async def dump_database(node: Node) -> dict[str, list[dict[str, object]]]:
     from openmessenger.storage.tables import metadata
 
     dump: dict[str, list[dict[str, object]]] = {}
-    async with node.engine.connect() as conn:
+    async with node.database.connect() as conn:
         for table in metadata.sorted_tables:
             rows = await conn.execute(select(table))
             dump[table.name] = [dict(r._mapping) for r in rows]

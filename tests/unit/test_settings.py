@@ -20,7 +20,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_defaults_are_a_local_node_on_sqlite(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     assert (settings.host, settings.port, settings.domain) == ("127.0.0.1", 8080, "localhost")
-    assert settings.effective_database_url() == f"sqlite+aiosqlite:///{tmp_path}/openmessenger.db"
+    assert settings.effective_database_url() == f"sqlite:///{tmp_path}/openmessenger.db"
 
 
 def test_flags_beat_environment_beat_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,7 +36,7 @@ async def _current_device(request: Request) -> AuthenticatedDevice:
 CurrentDevice = Annotated[AuthenticatedDevice, Depends(_current_device)]
 
 
-def _services(request: Request) -> NodeServices:
+async def _services(request: Request) -> NodeServices:
     return services_of(request)
 
 

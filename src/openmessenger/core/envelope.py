@@ -4,11 +4,12 @@ end-to-end encryption, ciphertext after, in the same field."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from openmessenger.core.errors import InvalidInput
-from openmessenger.core.ids import Address, ConversationId, DeviceId, MessageId
+from openmessenger.core.ids import AccountId, Address, ConversationId, DeviceId, MessageId
 
 MAX_BODY_CHARS = 65_536
 MAX_CLIENT_TXN_ID_CHARS = 128
@@ -53,3 +54,42 @@ class StreamEvent:
     device_id: DeviceId
     position: int
     message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """A device asks to append ``body`` to its conversation with ``recipient``."""
+
+    message_id: MessageId
+    sender_account: AccountId
+    sender: Address
+    sender_device: DeviceId
+    recipient: Address
+    body: str
+    client_txn_id: str | None
+    sent_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What became of one :class:`SendRequest`.
+
+    ``message`` is None when the request was refused (no connection); ``created``
+    is False when ``client_txn_id`` named a message stored before.
+    """
+
+    message: Message | None
+    created: bool
+    events: tuple[StreamEvent, ...] = ()
+
+
+def stream_receivers(
+    recipient_devices: Iterable[DeviceId],
+    sender_devices: Iterable[DeviceId],
+    sending_device: DeviceId,
+) -> list[DeviceId]:
+    """Whose streams a message joins: every device of the recipient's account and
+    the sender's *other* devices, so that each device holds the whole conversation."""
+    receivers = dict.fromkeys(recipient_devices)
+    receivers.update(dict.fromkeys(d for d in sender_devices if d != sending_device))
+    return list(receivers)

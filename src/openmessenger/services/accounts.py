@@ -11,6 +11,12 @@ class AccountService:
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow
 
+    async def profile(self, caller: AuthenticatedDevice) -> Account:
+        """The caller's account as stored now (the authenticated copy may be a minute old)."""
+        async with self._uow() as tx:
+            account = await tx.accounts.get(caller.account.id)
+        return account or caller.account
+
     async def set_display_name(self, caller: AuthenticatedDevice, display_name: str) -> Account:
         name = validate_display_name(display_name)
         account = caller.account

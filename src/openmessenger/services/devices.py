@@ -7,6 +7,7 @@ hands out bearer tokens that it stores only as HMACs.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,6 +27,8 @@ from openmessenger.services.ports import (
 CHALLENGE_TTL = timedelta(minutes=5)
 ADDRESS_DIGITS = 10
 TOKEN_BYTES = 32
+TOKEN_CACHE_TTL = timedelta(seconds=60)
+TOKEN_CACHE_SIZE = 100_000
 _TOKEN_PURPOSE = "device-token"  # noqa: S105 - an HMAC domain label
 _CHALLENGE_PURPOSE = "auth-challenge"
 
@@ -50,6 +53,7 @@ class DeviceService:
         self._clock = clock
         self._secrets = secrets
         self._domain = domain
+        self._recent_tokens: OrderedDict[str, tuple[AuthenticatedDevice, datetime]] = OrderedDict()
 
     async def issue_challenge(self) -> Challenge:
         value = self._secrets.token(32)
@@ -105,12 +109,25 @@ class DeviceService:
         return DeviceSession(device, account, token)
 
     async def authenticate(self, access_token: str) -> AuthenticatedDevice:
+        token_hmac = self._secrets.hmac(_TOKEN_PURPOSE, access_token)
+        now = self._clock.now()
+        cached = self._recent_tokens.get(token_hmac)
+        if cached is not None and cached[1] > now:
+            return cached[0]
         async with self._uow() as tx:
-            device = await tx.devices.by_token(self._secrets.hmac(_TOKEN_PURPOSE, access_token))
+            device = await tx.devices.by_token(token_hmac)
             account = await tx.accounts.get(device.account_id) if device else None
         if device is None or account is None:
             raise Unauthenticated("The access token is not valid.")
-        return AuthenticatedDevice(device, account)
+        caller = AuthenticatedDevice(device, account)
+        # Every request authenticates: remembering a valid token for a short
+        # while saves a database round trip on each. Unknown tokens are never
+        # remembered, so a guesser gains nothing from it.
+        self._recent_tokens[token_hmac] = (caller, now + TOKEN_CACHE_TTL)
+        self._recent_tokens.move_to_end(token_hmac)
+        while len(self._recent_tokens) > TOKEN_CACHE_SIZE:
+            self._recent_tokens.popitem(last=False)
+        return caller
 
     async def _prove_possession(
         self, ed25519_key: str, challenge: str, signature: str, now: datetime

@@ -12,11 +12,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from openmessenger.core.envelope import DeliveryStatus, Message, StreamEvent, validate_body
+from openmessenger.core.envelope import Message, SendRequest, StreamEvent, validate_body
 from openmessenger.core.errors import InvalidInput, NotFound, Refused
-from openmessenger.core.ids import Address, ConversationId, DeviceId, MessageId, parse_address
+from openmessenger.core.ids import ConversationId, DeviceId, MessageId, parse_address
 from openmessenger.core.records import AuthenticatedDevice
-from openmessenger.services.ports import Bus, Clock, Secrets, SubscriptionLagged, UnitOfWork
+from openmessenger.services.ports import (
+    Bus,
+    Clock,
+    MessageLog,
+    Secrets,
+    SubscriptionLagged,
+    UnitOfWork,
+)
 
 MAX_PAGE = 500
 
@@ -41,13 +48,12 @@ class SyncPage:
     has_more: bool
 
 
-class _DuplicateTxn(Exception):
-    pass
-
-
 class MessagingService:
-    def __init__(self, uow: UnitOfWork, bus: Bus, clock: Clock, secrets: Secrets) -> None:
+    def __init__(
+        self, uow: UnitOfWork, log: MessageLog, bus: Bus, clock: Clock, secrets: Secrets
+    ) -> None:
         self._uow = uow
+        self._log = log
         self._bus = bus
         self._clock = clock
         self._secrets = secrets
@@ -55,54 +61,22 @@ class MessagingService:
     async def send(
         self, caller: AuthenticatedDevice, to: str, body: str, client_txn_id: str | None
     ) -> SendResult:
-        recipient = parse_address(to, field="to").address
-        validate_body(body)
-        try:
-            return await self._send_once(caller, recipient, body, client_txn_id)
-        except _DuplicateTxn:
-            # A concurrent retry with the same key won the race: answer with its message.
-            assert client_txn_id is not None
-            async with self._uow() as tx:
-                existing = await tx.messages.by_txn(caller.device.id, client_txn_id)
-            assert existing is not None
-            return SendResult(existing, created=False)
-
-    async def _send_once(
-        self, caller: AuthenticatedDevice, recipient: Address, body: str, client_txn_id: str | None
-    ) -> SendResult:
-        sender = caller.account
-        async with self._uow() as tx:
-            if client_txn_id is not None:
-                existing = await tx.messages.by_txn(caller.device.id, client_txn_id)
-                if existing is not None:
-                    return SendResult(existing, created=False)
-            contact = await tx.connections.get(sender.id, recipient)
-            recipient_account = await tx.accounts.by_address(contact.address) if contact else None
-            if contact is None or recipient_account is None:
-                raise Refused()
-            message = Message(
-                id=MessageId(self._secrets.identifier()),
-                conversation_id=contact.conversation_id,
-                seq=await tx.messages.next_seq(contact.conversation_id),
-                sender=sender.address,
-                sender_device=caller.device.id,
-                recipient=contact.address,
-                body=body,
-                sent_at=self._clock.now(),
-                status=DeliveryStatus.ACCEPTED,
-            )
-            if not await tx.messages.add(message, client_txn_id):
-                raise _DuplicateTxn()
-            # The recipient's devices, and the sender's other devices, so that
-            # every device of both accounts holds the whole conversation.
-            receivers = await tx.devices.ids_of_account(recipient_account.id)
-            receivers += [
-                d for d in await tx.devices.ids_of_account(sender.id) if d != caller.device.id
-            ]
-            events = await tx.messages.fan_out(message, receivers)
-            await tx.commit()
-        await self._bus.publish(events)
-        return SendResult(message, created=True)
+        request = SendRequest(
+            message_id=MessageId(self._secrets.identifier()),
+            sender_account=caller.account.id,
+            sender=caller.account.address,
+            sender_device=caller.device.id,
+            recipient=parse_address(to, field="to").address,
+            body=validate_body(body),
+            client_txn_id=client_txn_id,
+            sent_at=self._clock.now(),
+        )
+        result = await self._log.append(request)
+        if result.message is None:
+            raise Refused()
+        # Published only after the commit: a live event always names a stored message.
+        await self._bus.publish(result.events)
+        return SendResult(result.message, created=result.created)
 
     async def sync(self, caller: AuthenticatedDevice, since: int, limit: int) -> SyncPage:
         limit = _check_page(since, limit)

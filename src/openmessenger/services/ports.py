@@ -11,7 +11,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
-from openmessenger.core.envelope import Message, StreamEvent
+from openmessenger.core.envelope import AppendResult, Message, SendRequest, StreamEvent
 from openmessenger.core.ids import (
     AccountId,
     Address,
@@ -118,16 +118,10 @@ class ConnectionRepository(Protocol):
 
 
 class MessageRepository(Protocol):
-    async def by_txn(self, device_id: DeviceId, client_txn_id: str) -> Message | None: ...
-
-    async def next_seq(self, conversation_id: ConversationId) -> int: ...
-
-    async def add(self, message: Message, client_txn_id: str | None) -> bool:
-        """Insert; False when the sender's ``client_txn_id`` was already used."""
-        ...
-
-    async def fan_out(self, message: Message, devices: Sequence[DeviceId]) -> list[StreamEvent]:
-        """Append the message to each device's stream, assigning positions."""
+    async def append_batch(self, requests: Sequence[SendRequest]) -> list[AppendResult]:
+        """Append each request to its conversation, in order, assigning ``seq`` and
+        stream positions; refuse those without a connection, answer retries with
+        the message stored before. One result per request."""
         ...
 
     async def stream(self, device_id: DeviceId, since: int, limit: int) -> list[StreamEvent]: ...
@@ -137,6 +131,12 @@ class MessageRepository(Protocol):
     ) -> list[Message]: ...
 
     async def get(self, message_id: MessageId) -> Message | None: ...
+
+
+class MessageLog(Protocol):
+    """Where sends are appended; may group concurrent sends into one transaction."""
+
+    async def append(self, request: SendRequest) -> AppendResult: ...
 
 
 class Transaction(Protocol):

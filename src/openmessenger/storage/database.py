@@ -1,54 +1,148 @@
-"""Engine construction and migrations for SQLite (embedded default) and PostgreSQL."""
+"""The database: engines, migrations and units of work, for SQLite (the
+embedded default) and PostgreSQL.
+
+SQLite runs *inline* on the event loop through the stdlib driver. Its
+statements take microseconds, while handing each one to a worker thread (as
+aiosqlite does) costs hundreds of microseconds of CPU and latency; one node
+process owns the file, so transactions simply run one after another. The
+repositories see the same ``execute`` either way: an ``AsyncConnection`` for
+PostgreSQL (asyncpg), an :class:`InlineConnection` for SQLite.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, Connection, CursorResult, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
 
 from openmessenger.storage.repositories import SqlTransaction
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_SQLITE_SPELLINGS = {"sqlite", "sqlite+pysqlite", "sqlite+aiosqlite"}
+_POSTGRES_SPELLINGS = {"postgres", "postgresql", "postgresql+psycopg2", "postgresql+psycopg"}
 
 
 def normalise_url(url: str) -> URL:
-    """Accept the spellings people paste and pick our async driver."""
+    """Accept the spellings people paste and pick our driver."""
     parsed = make_url(url)
-    if parsed.drivername in {"postgres", "postgresql", "postgresql+psycopg2", "postgresql+psycopg"}:
+    if parsed.drivername in _POSTGRES_SPELLINGS:
         parsed = parsed.set(drivername="postgresql+asyncpg")
-    elif parsed.drivername == "sqlite":
-        parsed = parsed.set(drivername="sqlite+aiosqlite")
-    if parsed.drivername not in {"postgresql+asyncpg", "sqlite+aiosqlite"}:
+    elif parsed.drivername in _SQLITE_SPELLINGS:
+        parsed = parsed.set(drivername="sqlite+pysqlite")
+    if parsed.drivername not in {"postgresql+asyncpg", "sqlite+pysqlite"}:
         raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
     return parsed
 
 
-def sqlite_url(path: Path) -> str:
-    return f"sqlite+aiosqlite:///{path}"
+def is_sqlite(url: str) -> bool:
+    return normalise_url(url).drivername.startswith("sqlite")
 
 
-def create_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> AsyncEngine:
+class InlineConnection:
+    """A synchronous SQLAlchemy connection behind the async ``execute`` the
+    repositories use; nothing in it yields to the event loop."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, statement: Any, parameters: Any = None) -> CursorResult[Any]:
+        return self._conn.execute(statement, parameters)
+
+    @asynccontextmanager
+    async def begin_nested(self) -> AsyncIterator[None]:
+        with self._conn.begin_nested():
+            yield
+
+    async def commit(self) -> None:
+        self._conn.commit()
+
+    async def run_sync(self, fn: Any, *args: Any) -> Any:
+        return fn(self._conn, *args)
+
+
+@dataclass
+class Database:
+    """One node's database: ``uow()`` opens a transaction, ``connect()`` a plain connection."""
+
+    url: URL
+    async_engine: AsyncEngine | None = None
+    sync_engine: Engine | None = None
+
+    def __post_init__(self) -> None:
+        # The inline SQLite connection is one object: this lock keeps a second
+        # transaction from starting before the first ends, should one ever await.
+        self._inline_lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[Any]:
+        if self.sync_engine is not None:
+            async with self._inline_lock:
+                with self.sync_engine.connect() as conn:
+                    yield InlineConnection(conn)
+        else:
+            assert self.async_engine is not None
+            async with self.async_engine.connect() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def uow(self) -> AsyncIterator[SqlTransaction]:
+        """The ``UnitOfWork`` port: leaving without ``commit()`` rolls back."""
+        async with self.connect() as conn:
+            if isinstance(conn, InlineConnection):
+                with _begin(conn):
+                    yield SqlTransaction(conn)
+            else:
+                await conn.begin()
+                yield SqlTransaction(conn)
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest revision (idempotent)."""
+        async with self.connect() as conn:
+            await conn.run_sync(_upgrade)
+            await conn.commit()
+
+    async def dispose(self) -> None:
+        if self.async_engine is not None:
+            await self.async_engine.dispose()
+        if self.sync_engine is not None:
+            self.sync_engine.dispose()
+
+
+@contextmanager
+def _begin(conn: InlineConnection) -> Iterator[None]:
+    raw = conn._conn
+    transaction = raw.begin()
+    try:
+        yield
+    finally:
+        if transaction.is_active:
+            transaction.rollback()
+
+
+def open_database(url: str, *, sqlite_synchronous: str = "NORMAL") -> Database:
     parsed = normalise_url(url)
     if parsed.drivername.startswith("sqlite"):
-        return _create_sqlite_engine(parsed, sqlite_synchronous)
-    return create_async_engine(parsed, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        return Database(parsed, sync_engine=_sqlite_engine(parsed, sqlite_synchronous))
+    engine = create_async_engine(parsed, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return Database(parsed, async_engine=engine)
 
 
-def _create_sqlite_engine(url: URL, synchronous: str) -> AsyncEngine:
+def _sqlite_engine(url: URL, synchronous: str) -> Engine:
     if synchronous not in {"NORMAL", "FULL"}:
         raise ValueError("sqlite synchronous must be NORMAL or FULL")
-    # SQLite has one writer: one pooled connection serialises our transactions
-    # in-process instead of failing them with "database is locked".
-    engine = create_async_engine(url, pool_size=1, max_overflow=0)
+    engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the driver so SAVEPOINTs work and
         # BEGIN IMMEDIATE is ours to emit.
@@ -57,10 +151,12 @@ def _create_sqlite_engine(url: URL, synchronous: str) -> AsyncEngine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=10000")
+        # Another process holding the write lock (an operator's command) makes
+        # us wait at most this long, on the event loop: keep it short.
+        cursor.execute("PRAGMA busy_timeout=2000")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -76,33 +172,13 @@ def alembic_config(url: str | None = None) -> Config:
     return config
 
 
-async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest revision (idempotent)."""
-
-    def upgrade(sync_conn: Any) -> None:
-        config = alembic_config()
-        config.attributes["connection"] = sync_conn
-        command.upgrade(config, "head")
-
-    async with engine.begin() as conn:
-        await conn.run_sync(upgrade)
+def _upgrade(sync_conn: Connection) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = sync_conn
+    command.upgrade(config, "head")
 
 
-class SqlUnitOfWork:
-    """The ``UnitOfWork`` port over one engine."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-
-    @asynccontextmanager
-    async def __call__(self) -> AsyncIterator[SqlTransaction]:
-        async with self._engine.connect() as conn:
-            await conn.begin()
-            yield SqlTransaction(conn)
-            # Leaving without commit(): the connection's close rolls back.
-
-
-async def connect_and_migrate(url: str, **engine_options: Any) -> AsyncEngine:
-    engine = create_engine(url, **engine_options)
-    await migrate(engine)
-    return engine
+async def connect_and_migrate(url: str, **options: Any) -> Database:
+    database = open_database(url, **options)
+    await database.migrate()
+    return database

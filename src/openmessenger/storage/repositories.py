@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from openmessenger.core.envelope import DeliveryStatus, Message, StreamEvent
+from openmessenger.core.envelope import (
+    AppendResult,
+    DeliveryStatus,
+    Message,
+    SendRequest,
+    StreamEvent,
+    stream_receivers,
+)
 from openmessenger.core.ids import (
     AccountId,
     Address,
@@ -35,8 +45,19 @@ from openmessenger.storage.tables import (
 )
 
 
+class SqlConnection(Protocol):
+    """What the repositories need of a connection: an ``AsyncConnection``
+    (PostgreSQL) or the inline SQLite connection of ``storage.database``."""
+
+    async def execute(self, statement: Any, parameters: Any = None) -> CursorResult[Any]: ...
+
+    def begin_nested(self) -> AbstractAsyncContextManager[Any]: ...
+
+    async def commit(self) -> None: ...
+
+
 class _Repository:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: SqlConnection) -> None:
         self._conn = conn
 
     async def _insert_unique(self, statement: Any) -> bool:
@@ -345,58 +366,175 @@ def _message(row: Any) -> Message:
     )
 
 
+# The send path's statements, built once: expanding parameters keep their
+# compiled form cached whatever the batch size.
+_CONTACTS_OF = (
+    select(
+        connections.c.owner_account_id,
+        connections.c.peer_address,
+        connections.c.conversation_id,
+        accounts.c.id,
+    )
+    .join(accounts, accounts.c.address == connections.c.peer_address)
+    .where(
+        connections.c.owner_account_id.in_(bindparam("owners", expanding=True)),
+        connections.c.peer_address.in_(bindparam("peers", expanding=True)),
+    )
+)
+_LOCK_CONVERSATIONS = (
+    select(conversations.c.id)
+    .where(conversations.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(conversations.c.id)
+    .with_for_update()
+)
+_DEVICES_OF = (
+    select(devices.c.id, devices.c.account_id)
+    .where(devices.c.account_id.in_(bindparam("accounts", expanding=True)))
+    .order_by(devices.c.id)
+)
+_NEXT_SEQS = (
+    update(conversations)
+    .where(conversations.c.id.in_(bindparam("ids", expanding=True)))
+    .values(last_seq=conversations.c.last_seq + bindparam("n"))
+    .returning(conversations.c.id, conversations.c.last_seq)
+)
+_NEXT_POSITIONS = (
+    update(devices)
+    .where(devices.c.id.in_(bindparam("ids", expanding=True)))
+    .values(stream_head=devices.c.stream_head + bindparam("n"))
+    .returning(devices.c.id, devices.c.stream_head)
+)
+
+
 class SqlMessages(_Repository):
-    async def by_txn(self, device_id: DeviceId, client_txn_id: str) -> Message | None:
-        query = select(*_MESSAGE_COLUMNS).where(
-            messages.c.sender_device == device_id, messages.c.client_txn_id == client_txn_id
-        )
-        row = (await self._conn.execute(query)).first()
-        return _message(row) if row else None
+    async def append_batch(self, requests: Sequence[SendRequest]) -> list[AppendResult]:
+        """Append many sends in a constant number of statements (group commit).
 
-    async def next_seq(self, conversation_id: ConversationId) -> int:
-        result = await self._conn.execute(
-            update(conversations)
-            .where(conversations.c.id == conversation_id)
-            .values(last_seq=conversations.c.last_seq + 1)
-            .returning(conversations.c.last_seq)
+        Refusals and retries are decided from what the transaction reads; each
+        accepted message gets its conversation's next ``seq`` and a place in
+        every receiving device's stream, in request order.
+        """
+        contacts = await self._local_contacts(requests)
+        # Lock the conversations before looking for earlier sends with the same
+        # idempotency key: a retry racing its still-uncommitted original (another
+        # process) waits here, then finds it, instead of colliding on insert.
+        await self._conn.execute(
+            _LOCK_CONVERSATIONS, {"ids": sorted({c for c, _ in contacts.values()})}
         )
-        return int(result.scalar_one())
-
-    async def add(self, message: Message, client_txn_id: str | None) -> bool:
-        return await self._insert_unique(
-            insert(messages).values(
-                id=message.id,
-                conversation_id=message.conversation_id,
-                seq=message.seq,
-                sender=message.sender,
-                sender_device=message.sender_device,
-                recipient=message.recipient,
-                body=message.body,
-                sent_at=message.sent_at,
-                status=message.status.value,
-                client_txn_id=client_txn_id,
-            )
+        existing = await self._messages_by_txn(requests)
+        devices_of = await self._devices_of(
+            {a for _, a in contacts.values()} | {r.sender_account for r in requests}
         )
+        results: list[AppendResult | None] = []
+        accepted: list[tuple[int, Message, list[DeviceId]]] = []
+        planned_txn: dict[tuple[str, str], int] = {}
+        for index, request in enumerate(requests):
+            key = (request.sender_device, request.client_txn_id) if request.client_txn_id else None
+            if key in existing:
+                results.append(AppendResult(existing[key], created=False))
+                continue
+            if key is not None and key in planned_txn:
+                results.append(None)  # filled in below: the same message as the first
+                continue
+            contact = contacts.get((request.sender_account, request.recipient))
+            if contact is None:
+                results.append(AppendResult(None, created=False))
+                continue
+            conversation_id, recipient_account = contact
+            message = Message(
+                id=request.message_id,
+                conversation_id=conversation_id,
+                seq=0,  # assigned below, once per conversation for the whole batch
+                sender=request.sender,
+                sender_device=request.sender_device,
+                recipient=request.recipient,
+                body=request.body,
+                sent_at=request.sent_at,
+                status=DeliveryStatus.ACCEPTED,
+            )
+            receivers = stream_receivers(
+                devices_of.get(recipient_account, []),
+                devices_of.get(request.sender_account, []),
+                request.sender_device,
+            )
+            if key is not None:
+                planned_txn[key] = len(accepted)
+            accepted.append((index, message, receivers))
+            results.append(None)
 
-    async def fan_out(self, message: Message, devices_: Sequence[DeviceId]) -> list[StreamEvent]:
-        events = []
-        for device_id in sorted(devices_):  # one lock order: no deadlocks between senders
-            result = await self._conn.execute(
-                update(devices)
-                .where(devices.c.id == device_id)
-                .values(stream_head=devices.c.stream_head + 1)
-                .returning(devices.c.stream_head)
-            )
-            events.append(StreamEvent(device_id, int(result.scalar_one()), message))
-        if events:
-            await self._conn.execute(
-                insert(device_streams),
-                [
-                    {"device_id": e.device_id, "position": e.position, "message_id": message.id}
-                    for e in events
-                ],
-            )
-        return events
+        seqs = await self._advance(_NEXT_SEQS, [m.conversation_id for _, m, _ in accepted])
+        positions = await self._advance(_NEXT_POSITIONS, [d for _, _, ds in accepted for d in ds])
+        rows, stream_rows = [], []
+        for index, message, receivers in accepted:
+            stored = replace(message, seq=next(seqs[message.conversation_id]))
+            events = tuple(StreamEvent(d, next(positions[d]), stored) for d in receivers)
+            results[index] = AppendResult(stored, created=True, events=events)
+            rows.append(_message_row(stored, requests[index].client_txn_id))
+            stream_rows += [
+                {"device_id": e.device_id, "position": e.position, "message_id": stored.id}
+                for e in events
+            ]
+        if rows:
+            await self._conn.execute(insert(messages), rows)
+        if stream_rows:
+            await self._conn.execute(insert(device_streams), stream_rows)
+        return [
+            result if result is not None else _retry_of(results, accepted, planned_txn, requests[i])
+            for i, result in enumerate(results)
+        ]
+
+    async def _messages_by_txn(
+        self, requests: Sequence[SendRequest]
+    ) -> dict[tuple[str, str], Message]:
+        keys = {(r.sender_device, r.client_txn_id) for r in requests if r.client_txn_id}
+        if not keys:
+            return {}
+        query = select(*_MESSAGE_COLUMNS, messages.c.client_txn_id).where(
+            tuple_(messages.c.sender_device, messages.c.client_txn_id).in_(sorted(keys))
+        )
+        return {
+            (row.sender_device, row.client_txn_id): _message(row)
+            for row in await self._conn.execute(query)
+        }
+
+    async def _local_contacts(
+        self, requests: Sequence[SendRequest]
+    ) -> dict[tuple[AccountId, Address], tuple[ConversationId, AccountId]]:
+        """(sender account, recipient) -> (conversation, recipient's account), local peers only."""
+        wanted = {(r.sender_account, r.recipient) for r in requests}
+        rows = await self._conn.execute(
+            _CONTACTS_OF,
+            {"owners": sorted({o for o, _ in wanted}), "peers": sorted({p for _, p in wanted})},
+        )
+        found = {}
+        for r in rows:
+            key = (AccountId(r.owner_account_id), Address(r.peer_address))
+            if key in wanted:  # the two IN lists select a superset of the pairs
+                found[key] = (ConversationId(r.conversation_id), AccountId(r.id))
+        return found
+
+    async def _devices_of(self, account_ids: set[AccountId]) -> dict[AccountId, list[DeviceId]]:
+        found: dict[AccountId, list[DeviceId]] = {}
+        for row in await self._conn.execute(_DEVICES_OF, {"accounts": sorted(account_ids)}):
+            found.setdefault(AccountId(row.account_id), []).append(DeviceId(row.id))
+        return found
+
+    async def _advance(self, statement: Any, keys: list[str]) -> dict[str, Iterator[int]]:
+        """Bump a counter of each row by how often its key occurs; yields the
+        numbers handed out per key, in order. One UPDATE .. RETURNING per
+        distinct count (nearly always one). The row locks serialise concurrent
+        batches, and processes."""
+        by_count: dict[int, list[str]] = {}
+        for key, count in Counter(keys).items():
+            by_count.setdefault(count, []).append(key)
+        ranges: dict[str, Iterator[int]] = {}
+        for count, group in sorted(by_count.items()):
+            result = await self._conn.execute(statement, {"ids": sorted(group), "n": count})
+            rows: list[Any] = list(result.all())
+            for row in rows:
+                key, last = str(row[0]), int(row[1])
+                ranges[key] = iter(range(last - count + 1, last + 1))
+        return ranges
 
     async def stream(self, device_id: DeviceId, since: int, limit: int) -> list[StreamEvent]:
         query = (
@@ -428,10 +566,39 @@ class SqlMessages(_Repository):
         return _message(row) if row else None
 
 
+def _message_row(message: Message, client_txn_id: str | None) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "conversation_id": message.conversation_id,
+        "seq": message.seq,
+        "sender": message.sender,
+        "sender_device": message.sender_device,
+        "recipient": message.recipient,
+        "body": message.body,
+        "sent_at": message.sent_at,
+        "status": message.status.value,
+        "client_txn_id": client_txn_id,
+    }
+
+
+def _retry_of(
+    results: list[AppendResult | None],
+    accepted: list[tuple[int, Message, list[DeviceId]]],
+    planned_txn: dict[tuple[str, str], int],
+    request: SendRequest,
+) -> AppendResult:
+    """A second request with the same key in one batch answers with the first's message."""
+    assert request.client_txn_id is not None
+    first_index = accepted[planned_txn[(request.sender_device, request.client_txn_id)]][0]
+    first = results[first_index]
+    assert first is not None
+    return AppendResult(first.message, created=False)
+
+
 class SqlTransaction:
     """One database transaction, exposing every repository over one connection."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: SqlConnection) -> None:
         self._conn = conn
         self.accounts = SqlAccounts(conn)
         self.devices = SqlDevices(conn)

@@ -60,11 +60,10 @@ async def issue_token(body: DeviceKeys, services: Services) -> DeviceSessionOut:
 
 
 @router.get("/me", response_model=MeOut)
-async def whoami(caller: CurrentDevice) -> MeOut:
+async def whoami(caller: CurrentDevice, services: Services) -> MeOut:
+    account = await services.accounts.profile(caller)
     return MeOut(
-        address=caller.account.address,
-        display_name=caller.account.display_name,
-        device_id=caller.device.id,
+        address=account.address, display_name=account.display_name, device_id=caller.device.id
     )
 
 

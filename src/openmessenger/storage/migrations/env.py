@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 from alembic import context
+from sqlalchemy import create_engine
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from openmessenger.storage.tables import metadata
@@ -32,8 +33,16 @@ async def _run_async(url: str) -> None:
     await engine.dispose()
 
 
+def _run_url(url: str) -> None:
+    if url.startswith("sqlite"):  # the stdlib driver, as the node uses it
+        with create_engine(url).begin() as conn:
+            _run(conn)
+    else:
+        asyncio.run(_run_async(url))
+
+
 connection = config.attributes.get("connection")
 if connection is not None:
     _run(connection)
 else:
-    asyncio.run(_run_async(config.get_main_option("sqlalchemy.url") or ""))
+    _run_url(config.get_main_option("sqlalchemy.url") or "")
