@@ -68,7 +68,7 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
     # These log SQL parameters (message bodies, token HMACs) at DEBUG: they stay
     # at WARNING whatever the node's level.
-    for noisy in ("alembic", "aiosqlite", "sqlalchemy.engine", "asyncpg", "httpcore", "httpx"):
+    for noisy in ("alembic", "sqlalchemy.engine", "asyncpg", "httpcore", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
