@@ -4,7 +4,8 @@
 
 It prints ``ready`` once set up (listeners and idle holders after every
 WebSocket is open), waits for a ``go`` line on stdin where the runner must
-synchronise several workers, and prints one JSON result line at the end.
+synchronise several workers, writes its result as JSON to the config's
+``result_path`` and prints ``done``.
 Timestamps are ``time.monotonic_ns()``, one clock for every process of the
 machine, so a listener can measure send -> arrival across processes.
 """
@@ -16,6 +17,7 @@ import contextlib
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -226,7 +228,9 @@ def main() -> None:
     mode = sys.argv[1]
     config = json.loads(sys.stdin.readline())
     result = uvloop.run(MODES[mode](config))
-    _line("result " + json.dumps(result))
+    # Results (every latency) can be large: a file, not the pipe, carries them.
+    Path(config["result_path"]).write_text(json.dumps(result))
+    _line("done")
 
 
 if __name__ == "__main__":

@@ -6,17 +6,23 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
 @dataclass
 class Worker:
     process: subprocess.Popen[str]
+    result_path: Path
     cpu_s: float = 0.0
 
     @classmethod
     def start(cls, mode: str, config: dict[str, Any]) -> Worker:
+        fd, result_path = tempfile.mkstemp(prefix="om-loadgen-", suffix=".json")
+        os.close(fd)
+        config = {**config, "result_path": result_path}
         process = subprocess.Popen(
             [sys.executable, "-m", "bench.loadgen", mode],
             stdin=subprocess.PIPE,
@@ -24,7 +30,7 @@ class Worker:
             text=True,
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         )
-        worker = cls(process)
+        worker = cls(process, Path(result_path))
         worker.say(json.dumps(config))
         return worker
 
@@ -41,12 +47,10 @@ class Worker:
 
     def result(self) -> dict[str, Any]:
         assert self.process.stdout is not None
-        for line in self.process.stdout:
-            if line.startswith("result "):
-                result: dict[str, Any] = json.loads(line[len("result ") :])
-                break
-        else:
+        if self.process.stdout.readline().strip() != "done":
             raise RuntimeError("load generator ended without a result")
+        result: dict[str, Any] = json.loads(self.result_path.read_text())
+        self.result_path.unlink()
         # wait4 gives the child's own CPU time: the generator's cost is reported.
         _, _, usage = os.wait4(self.process.pid, 0)
         self.process.returncode = 0

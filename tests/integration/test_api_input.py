@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -52,7 +53,7 @@ async def test_bad_sends_name_the_field(
 
 
 async def test_malformed_json_and_oversize_bodies(http: httpx.AsyncClient, dump: Dump) -> None:
-    _, bob = await connected_pair(http)
+    alice, bob = await connected_pair(http)
     before = await dump()
     headers = {**bob.auth, "content-type": "application/json"}
     malformed = await http.post("/v1/messages", content=b'{"to": "1*x", ', headers=headers)
@@ -68,6 +69,14 @@ async def test_malformed_json_and_oversize_bodies(http: httpx.AsyncClient, dump:
 
     streamed = await http.post("/v1/messages", content=chunks(), headers=headers)
     assert_problem(streamed, 413, "body_too_large", "body")
+
+    async def valid_then_padding():  # a valid send, then more than the limit allows
+        yield json.dumps({"to": alice.address, "body": "smuggled"}).encode()
+        for _ in range(40):
+            yield b" " * 10_000
+
+    padded = await http.post("/v1/messages", content=valid_then_padding(), headers=headers)
+    assert_problem(padded, 413, "body_too_large", "body")
     assert await dump() == before
 
 

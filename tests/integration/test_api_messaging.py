@@ -88,3 +88,19 @@ async def test_history_is_oldest_first_and_pages(http: httpx.AsyncClient) -> Non
     assert [m["body"] for m in first + rest] == ["m0", "m1", "m2", "m3", "m4"]
     assert [m["seq"] for m in first + rest] == [1, 2, 3, 4, 5]
     assert (await bob.get(path)).json()["messages"] == first + rest
+
+
+async def test_every_send_answers_in_one_shape(http: httpx.AsyncClient) -> None:
+    """Plain sends take the node's fast path, sends with an Idempotency-Key header
+    the framework's route: a client cannot tell them apart."""
+    alice, bob = await connected_pair(http)
+    plain = await bob.send(alice.address, "one")
+    keyed = await bob.post(
+        "/v1/messages", {"to": alice.address, "body": "two"}, headers={"Idempotency-Key": "k2"}
+    )
+    assert (plain.status_code, keyed.status_code) == (201, 201)
+    assert plain.headers["content-type"] == keyed.headers["content-type"] == "application/json"
+    assert set(plain.json()) == set(keyed.json())
+    assert [plain.json()["seq"], keyed.json()["seq"]] == [1, 2]
+    metrics = (await http.get("/metrics")).text
+    assert 'route="/v1/messages",status="201"} 2.0' in metrics

@@ -10,6 +10,7 @@ from starlette.types import ASGIApp
 
 from openmessenger import __version__
 from openmessenger.api import errors
+from openmessenger.api.fast_send import FastSendMiddleware
 from openmessenger.api.limits import BodySizeLimitMiddleware
 from openmessenger.api.observability import Metrics, RequestMetricsMiddleware
 from openmessenger.api.routes import devices, messages, pairing
@@ -42,7 +43,8 @@ def create_app(services: NodeServices, *, max_request_bytes: int) -> ASGIApp:
     async def prometheus(_: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    # Outermost, so that an oversize body is refused before FastAPI reads it.
+    # Outermost, so that an oversize body is refused before anything reads it.
     return BodySizeLimitMiddleware(
-        RequestMetricsMiddleware(app, metrics), max_bytes=max_request_bytes
+        RequestMetricsMiddleware(FastSendMiddleware(app, services), metrics),
+        max_bytes=max_request_bytes,
     )

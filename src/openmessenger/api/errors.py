@@ -47,8 +47,8 @@ def problem_response(
     )
 
 
-def _domain_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, errors.DomainError)
+def domain_problem(exc: errors.DomainError) -> JSONResponse:
+    """The problem answer for a domain error: the one table in use."""
     status, title = next(
         (v for cls, v in _STATUS.items() if isinstance(exc, cls)), (400, "Bad request")
     )
@@ -56,6 +56,11 @@ def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     detail = exc.reason if isinstance(exc, errors.InvalidInput) else exc.message
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return problem_response(status, title, exc.code, detail, field=field, headers=headers)
+
+
+def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.DomainError)
+    return domain_problem(exc)
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:

@@ -1,7 +1,8 @@
-"""Refuse oversize request bodies before anything parses them."""
+"""Refuse oversize request bodies before anything acts on them."""
 
 from __future__ import annotations
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openmessenger.api.errors import problem_response
@@ -21,8 +22,9 @@ class BodySizeLimitMiddleware:
             await self._refuse(scope, receive, send)
             return
 
-        # A body without a (truthful) length is counted as it arrives; past the
-        # limit the app sees the body end early, and its answer is replaced.
+        # A body without a (truthful) length is counted as it arrives. Past the
+        # limit the app is told the client went away — so it acts on nothing,
+        # not even a valid prefix — and whatever it answers becomes the 413.
         seen = 0
         too_large = False
         refused = False
@@ -30,24 +32,34 @@ class BodySizeLimitMiddleware:
         async def counted_receive() -> Message:
             nonlocal seen, too_large
             if too_large:
-                return {"type": "http.request", "body": b"", "more_body": False}
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self._max:
                     too_large = True
-                    return {"type": "http.request", "body": b"", "more_body": False}
+                    return {"type": "http.disconnect"}
             return message
 
-        async def guarded_send(message: Message) -> None:
+        async def refuse_once() -> None:
             nonlocal refused
-            if not too_large:
-                await send(message)
-            elif not refused:
+            if not refused:
                 refused = True
                 await self._refuse(scope, receive, send)
 
-        await self._app(scope, counted_receive, guarded_send)
+        async def guarded_send(message: Message) -> None:
+            if too_large:
+                await refuse_once()
+            else:
+                await send(message)
+
+        try:
+            await self._app(scope, counted_receive, guarded_send)
+        except ClientDisconnect:
+            if not too_large:
+                raise
+        if too_large:
+            await refuse_once()
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(
