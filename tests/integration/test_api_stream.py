@@ -86,3 +86,13 @@ async def test_a_stream_without_a_valid_token_is_closed(
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), TIMEOUT)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+
+@pytest.mark.parametrize("since", ["abc", "-1", "1.5"])
+async def test_a_bad_since_is_closed_with_4400(http: httpx.AsyncClient, since: str) -> None:
+    alice, _ = await connected_pair(http)
+    url = ws_url(http).replace("since=0", f"since={since}")
+    async with websockets.connect(url, additional_headers=alice.auth) as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), TIMEOUT)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400

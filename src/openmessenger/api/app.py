@@ -14,7 +14,7 @@ from openmessenger.api.fast_send import FastSendMiddleware
 from openmessenger.api.limits import BodySizeLimitMiddleware
 from openmessenger.api.observability import Metrics, RequestMetricsMiddleware
 from openmessenger.api.routes import devices, messages, pairing
-from openmessenger.api.stream import router as stream_router
+from openmessenger.api.stream import StreamMiddleware
 from openmessenger.protocol.client_api import API_PREFIX
 from openmessenger.services.node import NodeServices
 
@@ -32,7 +32,7 @@ def create_app(services: NodeServices, *, max_request_bytes: int) -> ASGIApp:
     app.state.services = services
     app.state.metrics = metrics
     errors.install(app)
-    for router in (devices.router, pairing.router, messages.router, stream_router):
+    for router in (devices.router, pairing.router, messages.router):
         app.include_router(router)
 
     @app.get("/healthz", include_in_schema=False)
@@ -44,7 +44,9 @@ def create_app(services: NodeServices, *, max_request_bytes: int) -> ASGIApp:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # Outermost, so that an oversize body is refused before anything reads it.
+    hot_paths = StreamMiddleware(
+        FastSendMiddleware(app, services), services, metrics.stream_connections
+    )
     return BodySizeLimitMiddleware(
-        RequestMetricsMiddleware(FastSendMiddleware(app, services), metrics),
-        max_bytes=max_request_bytes,
+        RequestMetricsMiddleware(hot_paths, metrics), max_bytes=max_request_bytes
     )

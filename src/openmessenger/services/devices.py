@@ -109,6 +109,8 @@ class DeviceService:
         return DeviceSession(device, account, token)
 
     async def authenticate(self, access_token: str) -> AuthenticatedDevice:
+        if not access_token:
+            raise Unauthenticated("An access token is required.")
         token_hmac = self._secrets.hmac(_TOKEN_PURPOSE, access_token)
         now = self._clock.now()
         cached = self._recent_tokens.get(token_hmac)

@@ -9,7 +9,7 @@ exactly-once in effect (events carry positions and ids).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 from openmessenger.core.envelope import Message, SendRequest, StreamEvent, validate_body
@@ -99,7 +99,7 @@ class MessagingService:
             found = await tx.messages.history(contact.conversation_id, after_seq, limit + 1)
         return HistoryPage(found[:limit], has_more=len(found) > limit)
 
-    async def follow(self, device_id: DeviceId, since: int) -> AsyncIterator[StreamEvent]:
+    async def follow(self, device_id: DeviceId, since: int) -> AsyncGenerator[StreamEvent]:
         """The device's stream from ``since`` on, backlog first, then live, in order, forever."""
         _check_page(since, 1)
         position = since
