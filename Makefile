@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: serve test lint
+.PHONY: serve test lint bench
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,3 +17,9 @@ test:  ## install everything the tests need, then run every check
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench && $(VENV)/bin/mypy
+
+bench:  ## install, then measure the node (bench/RESULTS.md, bench/results/*.json)
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } || echo "wrk not installed: the ceiling is driven by Python load generators instead"
+	$(PY) -m bench.run $(ARGS)

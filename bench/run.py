@@ -269,9 +269,17 @@ def measure_idle(node: NodeUnderTest, profile: Profile) -> dict[str, Any]:
 # -- the run ------------------------------------------------------------------
 
 
+BACKENDS = {
+    "sqlite": {},
+    # The durability setting that also survives a power cut, for its own figure.
+    "sqlite-full": {"OPENMESSENGER_SQLITE_SYNCHRONOUS": "FULL"},
+    "postgres": {},
+}
+
+
 @contextmanager
 def backend_url(backend: str, workdir: Path) -> Iterator[str | None]:
-    if backend == "sqlite":
+    if backend.startswith("sqlite"):
         yield None
         return
     given = os.environ.get("OPENMESSENGER_BENCH_DATABASE_URL")
@@ -289,7 +297,9 @@ def backend_url(backend: str, workdir: Path) -> Iterator[str | None]:
 
 def run_backend(backend: str, profile: Profile, ceiling: float, workdir: Path) -> dict[str, Any]:
     with backend_url(backend, workdir) as url:
-        node = NodeUnderTest(workdir / f"node-{backend}", database_url=url).start()
+        node = NodeUnderTest(
+            workdir / f"node-{backend}", database_url=url, env=BACKENDS[backend]
+        ).start()
         try:
             pairs = asyncio.run(connected_pairs(node.url, max(profile.concurrency)))
             send = measure_send(node, pairs, profile)
@@ -338,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--smoke", action="store_true", help="tiny run that only proves the harness works"
     )
-    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="of: " + ", ".join(BACKENDS))
     parser.add_argument("--repeat", type=int, help="runs per figure (median reported)")
     parser.add_argument("--duration", type=float, help="seconds per run")
     parser.add_argument("--idle", type=int, help="idle WebSocket connections to open")
@@ -346,6 +356,10 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=BENCH_DIR, help="where RESULTS.md and results/ go"
     )
     args = parser.parse_args(argv)
+    backends = args.backends.split(",")
+    for backend in backends:
+        if backend not in BACKENDS:
+            parser.error(f"unknown backend {backend!r}")
     profile = SMOKE if args.smoke else FULL
     profile = Profile(
         duration_s=args.duration or profile.duration_s,
@@ -365,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         ceiling = measure_ceiling(profile)
         log(f"ceiling: {ceiling['ceiling_rps']:.0f} req/s ({ceiling['driver']})")
         results = []
-        for backend in args.backends.split(","):
+        for backend in backends:
             result = run_backend(backend, profile, ceiling["ceiling_rps"], Path(tmp))
             log(summary_line(result))
             results.append(result)

@@ -34,7 +34,7 @@ def test_the_benchmark_smoke_run_reports_every_field(tmp_path: Path) -> None:
     )
     (result_file,) = (tmp_path / "results").glob("*.json")
     report = json.loads(result_file.read_text())
-    assert [r["backend"] for r in report["summary"]] == ["sqlite", "postgres"]
+    assert [r["backend"] for r in report["summary"]] == ["sqlite", "sqlite-full", "postgres"]
     for row in report["summary"]:
         assert set(row) >= FIELDS
         assert row["send_msgs_per_s"] > 0 and row["ws_idle_connections"] > 0
