@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 from openmessenger.core.errors import Unauthenticated
 from openmessenger.core.records import AuthenticatedDevice
@@ -17,20 +18,25 @@ def services_of(connection: HTTPConnection) -> NodeServices:
     return services
 
 
-def bearer_token(connection: HTTPConnection) -> str | None:
-    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+def bearer_token(scope: Scope) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, straight from an ASGI scope."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            token = token.strip()
+            return token if scheme.lower() == "bearer" and token else None
+    return None
 
 
-async def authenticate(connection: HTTPConnection) -> AuthenticatedDevice:
-    token = bearer_token(connection)
+async def authenticate(services: NodeServices, scope: Scope) -> AuthenticatedDevice:
+    token = bearer_token(scope)
     if token is None:
         raise Unauthenticated("An 'Authorization: Bearer <token>' header is required.")
-    return await services_of(connection).devices.authenticate(token)
+    return await services.devices.authenticate(token)
 
 
 async def _current_device(request: Request) -> AuthenticatedDevice:
-    return await authenticate(request)
+    return await authenticate(services_of(request), request.scope)
 
 
 CurrentDevice = Annotated[AuthenticatedDevice, Depends(_current_device)]

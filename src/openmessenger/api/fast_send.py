@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openmessenger.api import render
+from openmessenger.api.deps import authenticate, bearer_token
 from openmessenger.api.errors import domain_problem
 from openmessenger.core.errors import DomainError
 from openmessenger.protocol.client_api import API_PREFIX, SendIn
@@ -60,15 +61,14 @@ class FastSendMiddleware:
             return None
         if b"idempotency-key" in headers:
             return None  # rare: the route validates and reconciles the header
-        scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        if bearer_token(scope) is None:
             return None
         try:
             request = SendIn.model_validate_json(body)
         except ValidationError:
             return None
         try:
-            caller = await self._services.devices.authenticate(token.strip())
+            caller = await authenticate(self._services, scope)
             result = await self._services.messaging.send(
                 caller, request.to, request.body, request.client_txn_id
             )

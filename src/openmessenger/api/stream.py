@@ -18,6 +18,7 @@ from prometheus_client import Gauge
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openmessenger.api import render
+from openmessenger.api.deps import authenticate
 from openmessenger.core.errors import DomainError
 from openmessenger.core.ids import DeviceId
 from openmessenger.protocol.client_api import API_PREFIX
@@ -48,7 +49,7 @@ class StreamMiddleware:
             await _close(send, CLOSE_BAD_REQUEST, "since must be a whole number, 0 or more")
             return
         try:
-            caller = await self._services.devices.authenticate(_bearer(scope))
+            caller = await authenticate(self._services, scope)
         except DomainError:
             await _close(send, CLOSE_UNAUTHENTICATED, "unauthenticated")
             return
@@ -78,12 +79,6 @@ def _since(scope: Scope) -> int | None:
     values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("since", ["0"])
     value = values[-1]
     return int(value) if value.isascii() and value.isdigit() else None
-
-
-def _bearer(scope: Scope) -> str:
-    header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-    scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 async def _close(send: Send, code: int, reason: str) -> None:
