@@ -1,0 +1,133 @@
+"""Openmsg v1 on the wire: pure, sans-I/O (no sockets, clock or asyncio).
+
+The reference is the PHP implementation ``Openmsg-io/version_1.0``; docs/openmsg.md
+describes the format as implemented here and every ambiguity we resolved.
+"""
+
+from openmessenger.protocol.openmsg._answers import (
+    ANSWER_HTTP_STATUS,
+    JsonObject,
+    PeerAnswer,
+    error_body,
+    message_accepted_body,
+    read_answer,
+    success_body,
+)
+from openmessenger.protocol.openmsg._base64 import b64url_decode, b64url_encode
+from openmessenger.protocol.openmsg._bodies import (
+    AuthConfirmRequest,
+    AuthRequest,
+    AuthSuccessAnswer,
+    MessageConfirmRequest,
+    MessageReceiveRequest,
+    parse_auth_confirm_request,
+    parse_auth_request,
+    parse_auth_success_answer,
+    parse_message_confirm_request,
+    parse_message_receive_request,
+)
+from openmessenger.protocol.openmsg._codes import ResponseCode
+from openmessenger.protocol.openmsg._errors import (
+    DecryptionFailed,
+    InvalidBase64,
+    LocalProtocolError,
+    MalformedBody,
+    OpenmsgError,
+    RemoteProtocolError,
+)
+from openmessenger.protocol.openmsg._fields import (
+    MAX_ADDRESS_CHARS,
+    MAX_PACKAGE_CHARS,
+    OPENMSG_MAJOR_VERSION,
+    PASS_CODE_DIGITS,
+    SALT_HEX_CHARS,
+)
+from openmessenger.protocol.openmsg._fresh import (
+    new_auth_code,
+    new_ident_code,
+    new_message_crypt_key,
+    new_message_nonce,
+    new_message_salt,
+)
+from openmessenger.protocol.openmsg._hashing import (
+    HASH_HEX_CHARS,
+    MESSAGE_WINDOW_SECONDS,
+    hashes_match,
+    message_hash,
+    passcode_hash,
+    sha256_hex,
+    within_window,
+)
+from openmessenger.protocol.openmsg._package import (
+    KEY_BYTES,
+    MAX_MESSAGE_TEXT_CHARS,
+    NONCE_BYTES,
+    open_package,
+    package_message,
+    parse_crypt_key,
+)
+
+ENDPOINTS = ("auth", "auth-confirm", "message-receive", "message-confirm")
+"""Served at ``https://{domain}/openmsg/{endpoint}/``, JSON in and out, POST."""
+
+
+def endpoint_url(domain: str, endpoint: str) -> str:
+    """``https://{domain}/openmsg/{endpoint}/`` for one of ENDPOINTS."""
+    if endpoint not in ENDPOINTS:
+        raise LocalProtocolError(f"unknown Openmsg endpoint {endpoint!r}")
+    return f"https://{domain}/openmsg/{endpoint}/"
+
+
+__all__ = [
+    "ANSWER_HTTP_STATUS",
+    "ENDPOINTS",
+    "HASH_HEX_CHARS",
+    "KEY_BYTES",
+    "MAX_ADDRESS_CHARS",
+    "MAX_MESSAGE_TEXT_CHARS",
+    "MAX_PACKAGE_CHARS",
+    "MESSAGE_WINDOW_SECONDS",
+    "NONCE_BYTES",
+    "OPENMSG_MAJOR_VERSION",
+    "PASS_CODE_DIGITS",
+    "SALT_HEX_CHARS",
+    "AuthConfirmRequest",
+    "AuthRequest",
+    "AuthSuccessAnswer",
+    "DecryptionFailed",
+    "InvalidBase64",
+    "JsonObject",
+    "LocalProtocolError",
+    "MalformedBody",
+    "MessageConfirmRequest",
+    "MessageReceiveRequest",
+    "OpenmsgError",
+    "PeerAnswer",
+    "RemoteProtocolError",
+    "ResponseCode",
+    "b64url_decode",
+    "b64url_encode",
+    "endpoint_url",
+    "error_body",
+    "hashes_match",
+    "message_accepted_body",
+    "message_hash",
+    "new_auth_code",
+    "new_ident_code",
+    "new_message_crypt_key",
+    "new_message_nonce",
+    "new_message_salt",
+    "open_package",
+    "package_message",
+    "parse_auth_confirm_request",
+    "parse_auth_request",
+    "parse_auth_success_answer",
+    "parse_crypt_key",
+    "parse_message_confirm_request",
+    "parse_message_receive_request",
+    "passcode_hash",
+    "read_answer",
+    "sha256_hex",
+    "success_body",
+    "within_window",
+]
