@@ -12,9 +12,6 @@ PostgreSQL (asyncpg), an :class:`InlineConnection` for SQLite.
 from __future__ import annotations
 
 import asyncio
-import logging
-import sqlite3
-import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -29,8 +26,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from openmessenger.storage.repositories import SqlTransaction
-
-log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _SQLITE_SPELLINGS = {"sqlite", "sqlite+pysqlite", "sqlite+aiosqlite"}
@@ -75,38 +70,6 @@ class InlineConnection:
         return fn(self._conn, *args)
 
 
-class WalCheckpointer:
-    """Copies SQLite's write-ahead log into the database file from a thread of
-    its own, so that commits on the event loop never pay for a checkpoint (its
-    copying and fsync). Passive: it never blocks a reader or the writer."""
-
-    def __init__(self, path: str, interval_s: float = 0.5) -> None:
-        self._path = path
-        self._interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        try:
-            while not self._stop.wait(self._interval_s):
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error:
-                    log.exception("WAL checkpoint failed; retrying")
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        finally:
-            conn.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-
-
 @dataclass
 class Database:
     """One node's database: ``uow()`` opens a transaction, ``connect()`` a plain connection."""
@@ -114,7 +77,6 @@ class Database:
     url: URL
     async_engine: AsyncEngine | None = None
     sync_engine: Engine | None = None
-    checkpointer: WalCheckpointer | None = None
 
     def __post_init__(self) -> None:
         # The inline SQLite connection is one object: this lock keeps a second
@@ -150,8 +112,6 @@ class Database:
             await conn.commit()
 
     async def dispose(self) -> None:
-        if self.checkpointer is not None:
-            self.checkpointer.stop()
         if self.async_engine is not None:
             await self.async_engine.dispose()
         if self.sync_engine is not None:
@@ -172,14 +132,9 @@ def _begin(conn: InlineConnection) -> Iterator[None]:
 def open_database(url: str, *, sqlite_synchronous: str = "NORMAL") -> Database:
     parsed = normalise_url(url)
     if parsed.drivername.startswith("sqlite"):
-        sqlite = _sqlite_engine(parsed, sqlite_synchronous)
-        checkpointer = None
-        if parsed.database and parsed.database != ":memory:":
-            checkpointer = WalCheckpointer(parsed.database)
-            checkpointer.start()
-        return Database(parsed, sync_engine=sqlite, checkpointer=checkpointer)
-    postgres = create_async_engine(parsed, pool_size=10, max_overflow=10, pool_pre_ping=True)
-    return Database(parsed, async_engine=postgres)
+        return Database(parsed, sync_engine=_sqlite_engine(parsed, sqlite_synchronous))
+    engine = create_async_engine(parsed, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return Database(parsed, async_engine=engine)
 
 
 def _sqlite_engine(url: URL, synchronous: str) -> Engine:
@@ -199,8 +154,6 @@ def _sqlite_engine(url: URL, synchronous: str) -> Engine:
         # Another process holding the write lock (an operator's command) makes
         # us wait at most this long, on the event loop: keep it short.
         cursor.execute("PRAGMA busy_timeout=2000")
-        # Checkpoints run on WalCheckpointer's own connection, off the event loop.
-        cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     @event.listens_for(engine, "begin")
