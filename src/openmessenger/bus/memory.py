@@ -60,6 +60,3 @@ class MemoryBus:
             subscribers.discard(subscription)
             if not subscribers:
                 del self._subscribers[device_id]
-
-    def subscriber_count(self) -> int:
-        return sum(len(s) for s in self._subscribers.values())

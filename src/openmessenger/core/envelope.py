@@ -13,7 +13,7 @@ from openmessenger.core.ids import AccountId, Address, ConversationId, DeviceId,
 
 MAX_BODY_CHARS = 65_536
 MAX_CLIENT_TXN_ID_CHARS = 128
-CLIENT_TXN_ID_PATTERN = r"^[!-~]{1,128}$"
+CLIENT_TXN_ID_PATTERN = rf"^[!-~]{{1,{MAX_CLIENT_TXN_ID_CHARS}}}$"
 """Printable ASCII without spaces: safe in a header, a log line and every database."""
 
 

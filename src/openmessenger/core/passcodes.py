@@ -50,10 +50,5 @@ def spend_after_failure(spent: int, live_codes: int) -> int:
     return spent + live_codes if live_codes > 0 else 0
 
 
-def max_guess_probability() -> float:
-    """Upper bound on the chance that a code in one pool is ever guessed."""
-    return GUESS_BUDGET / CODE_SPACE
-
-
 def is_well_formed(code: str) -> bool:
     return len(code) == CODE_DIGITS and code.isascii() and code.isdigit()
