@@ -4,8 +4,6 @@ the field it refuses."""
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +17,7 @@ from openmessenger.core.ids import (
     parse_domain,
     validate_display_name,
 )
-
-VECTORS_PATH = Path(__file__).resolve().parents[3] / "shared" / "openmsg-vectors.json"
+from tests.support.vectors import VECTORS_PATH, load_vectors
 
 
 def _address_vectors(kind: str) -> list[Any]:
@@ -31,25 +28,15 @@ def _address_vectors(kind: str) -> list[Any]:
     return [pytest.param(v, id=repr(v)) for v in vectors]
 
 
-def _load_vectors() -> dict[str, Any]:
-    """The vectors file; a skip when it is absent, a failure when it is absent under CI."""
-    if not VECTORS_PATH.is_file():
-        reason = f"Openmsg vectors file {VECTORS_PATH} is missing (clone shared/ beside the repo)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return dict(json.loads(VECTORS_PATH.read_text(encoding="utf-8")))
-
-
 def _require_vector(vector: str | None) -> str:
     if vector is None:
-        _load_vectors()  # skips or fails
+        load_vectors()  # skips or fails
         raise AssertionError("unreachable: the vectors file appeared during the run")
     return vector
 
 
 def test_vectors_file_lists_valid_and_invalid_addresses() -> None:
-    addresses = _load_vectors()["addresses"]
+    addresses = load_vectors()["addresses"]
     assert addresses["valid"] and addresses["invalid"]
 
 

@@ -4,8 +4,6 @@ and the limits a peer's body must respect."""
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,27 +45,16 @@ from openmessenger.protocol.openmsg import (
     success_body,
     within_window,
 )
-
-VECTORS_PATH = Path(__file__).resolve().parents[3] / "shared" / "openmsg-vectors.json"
+from tests.support.vectors import load_vectors
 
 KEY = bytes(range(32))
 NONCE = bytes(range(100, 124))
 OTHER_KEY = bytes(range(1, 33))
 
 
-def _load_vectors() -> dict[str, Any]:
-    """The vectors file; a skip when it is absent, a failure when it is absent under CI."""
-    if not VECTORS_PATH.is_file():
-        reason = f"Openmsg vectors file {VECTORS_PATH} is missing (clone shared/ beside the repo)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return dict(json.loads(VECTORS_PATH.read_text(encoding="utf-8")))
-
-
 @pytest.fixture(scope="module")
 def vectors() -> dict[str, Any]:
-    return _load_vectors()
+    return load_vectors()
 
 
 # --- known answers from PHP + libsodium --------------------------------------------
