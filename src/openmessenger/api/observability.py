@@ -84,8 +84,13 @@ class RequestMetricsMiddleware:
             await self._app(scope, receive, send)
             return
         started = time.perf_counter()
+        method = scope["method"]
         status = 500
         counted = False
+
+        def route() -> str:
+            # Known once routing has run: the template, never the raw path.
+            return str(getattr(scope.get("route"), "path", "unmatched"))
 
         def count() -> None:
             # Counted as the answer starts, so a client that has its answer
@@ -93,8 +98,7 @@ class RequestMetricsMiddleware:
             nonlocal counted
             if not counted:
                 counted = True
-                route = getattr(scope.get("route"), "path", "unmatched")
-                self._metrics.requests.labels(scope["method"], route, str(status)).inc()
+                self._metrics.requests.labels(method, route(), str(status)).inc()
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -107,16 +111,14 @@ class RequestMetricsMiddleware:
             await self._app(scope, receive, send_wrapper)
         finally:
             count()
-            route = getattr(scope.get("route"), "path", "unmatched")
             elapsed = time.perf_counter() - started
-            method = scope["method"]
-            self._metrics.request_seconds.labels(method, route).observe(elapsed)
+            self._metrics.request_seconds.labels(method, route()).observe(elapsed)
             log.info(
                 "request",
                 extra={
                     "fields": {
                         "method": method,
-                        "route": route,
+                        "route": route(),
                         "status": status,
                         "ms": round(elapsed * 1000, 2),
                     }

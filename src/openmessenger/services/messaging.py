@@ -101,7 +101,7 @@ class MessagingService:
 
     async def follow(self, device_id: DeviceId, since: int) -> AsyncGenerator[StreamEvent]:
         """The device's stream from ``since`` on, backlog first, then live, in order, forever."""
-        _check_page(since, 1)
+        _check_since(since)
         position = since
         while True:
             async with self._bus.subscribe(device_id) as live:
@@ -134,9 +134,13 @@ class MessagingService:
                 return
 
 
-def _check_page(since: int, limit: int, *, field: str = "since") -> int:
+def _check_since(since: int, *, field: str = "since") -> None:
     if since < 0:
         raise InvalidInput(field, "must be 0 or more")
+
+
+def _check_page(since: int, limit: int, *, field: str = "since") -> int:
+    _check_since(since, field=field)
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidInput("limit", f"must be between 1 and {MAX_PAGE}")
     return limit

@@ -12,8 +12,8 @@ PostgreSQL (asyncpg), an :class:`InlineConnection` for SQLite.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,9 @@ class InlineConnection:
     async def execute(self, statement: Any, parameters: Any = None) -> CursorResult[Any]:
         return self._conn.execute(statement, parameters)
 
+    async def begin(self) -> None:
+        self._conn.begin()
+
     @asynccontextmanager
     async def begin_nested(self) -> AsyncIterator[None]:
         with self._conn.begin_nested():
@@ -98,12 +101,9 @@ class Database:
     async def uow(self) -> AsyncIterator[SqlTransaction]:
         """The ``UnitOfWork`` port: leaving without ``commit()`` rolls back."""
         async with self.connect() as conn:
-            if isinstance(conn, InlineConnection):
-                with _begin(conn):
-                    yield SqlTransaction(conn)
-            else:
-                await conn.begin()
-                yield SqlTransaction(conn)
+            # Closing the connection (leaving ``connect``) rolls back what was not committed.
+            await conn.begin()
+            yield SqlTransaction(conn)
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent)."""
@@ -116,17 +116,6 @@ class Database:
             await self.async_engine.dispose()
         if self.sync_engine is not None:
             self.sync_engine.dispose()
-
-
-@contextmanager
-def _begin(conn: InlineConnection) -> Iterator[None]:
-    raw = conn._conn
-    transaction = raw.begin()
-    try:
-        yield
-    finally:
-        if transaction.is_active:
-            transaction.rollback()
 
 
 def open_database(url: str, *, sqlite_synchronous: str = "NORMAL") -> Database:

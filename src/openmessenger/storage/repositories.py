@@ -427,13 +427,15 @@ class SqlMessages(_Repository):
         )
         results: list[AppendResult | None] = []
         accepted: list[tuple[int, Message, list[DeviceId]]] = []
-        planned_txn: dict[tuple[str, str], int] = {}
+        first_with_key: dict[tuple[str, str], int] = {}  # key -> index of its first request
+        repeats: dict[int, int] = {}  # index of a repeat in this batch -> index of the first
         for index, request in enumerate(requests):
             key = (request.sender_device, request.client_txn_id) if request.client_txn_id else None
             if key in existing:
                 results.append(AppendResult(existing[key], created=False))
                 continue
-            if key is not None and key in planned_txn:
+            if key is not None and key in first_with_key:
+                repeats[index] = first_with_key[key]
                 results.append(None)  # filled in below: the same message as the first
                 continue
             contact = contacts.get((request.sender_account, request.recipient))
@@ -458,7 +460,7 @@ class SqlMessages(_Repository):
                 request.sender_device,
             )
             if key is not None:
-                planned_txn[key] = len(accepted)
+                first_with_key[key] = index
             accepted.append((index, message, receivers))
             results.append(None)
 
@@ -478,10 +480,13 @@ class SqlMessages(_Repository):
             await self._conn.execute(insert(messages), rows)
         if stream_rows:
             await self._conn.execute(insert(device_streams), stream_rows)
-        return [
-            result if result is not None else _retry_of(results, accepted, planned_txn, requests[i])
-            for i, result in enumerate(results)
-        ]
+        for index, first in repeats.items():
+            original = results[first]
+            assert original is not None
+            results[index] = AppendResult(original.message, created=False)
+        final = [result for result in results if result is not None]
+        assert len(final) == len(requests), "every request has its result"
+        return final
 
     async def _messages_by_txn(
         self, requests: Sequence[SendRequest]
@@ -579,20 +584,6 @@ def _message_row(message: Message, client_txn_id: str | None) -> dict[str, Any]:
         "status": message.status.value,
         "client_txn_id": client_txn_id,
     }
-
-
-def _retry_of(
-    results: list[AppendResult | None],
-    accepted: list[tuple[int, Message, list[DeviceId]]],
-    planned_txn: dict[tuple[str, str], int],
-    request: SendRequest,
-) -> AppendResult:
-    """A second request with the same key in one batch answers with the first's message."""
-    assert request.client_txn_id is not None
-    first_index = accepted[planned_txn[(request.sender_device, request.client_txn_id)]][0]
-    first = results[first_index]
-    assert first is not None
-    return AppendResult(first.message, created=False)
 
 
 class SqlTransaction:
