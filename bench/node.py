@@ -19,7 +19,7 @@ import psutil
 from openmessenger.crypto.device_identity import DeviceIdentity
 from openmessenger.protocol.client_api import signed_challenge_bytes
 
-_LISTENING = re.compile(r"^listening on (http://\S+)")
+_LISTENING = re.compile(r"^listening on (https?://\S+)")
 
 
 @dataclass

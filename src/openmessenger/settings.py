@@ -11,8 +11,9 @@ import secrets
 from pathlib import Path
 from typing import Any, Literal
 
+import limits
 import platformdirs
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +26,7 @@ from openmessenger.core.ids import parse_domain
 
 NODE_SECRET_FILE_NAME = "node_secret"  # noqa: S105 - a file name
 DATABASE_FILE_NAME = "openmessenger.db"
+_PROXY_SCHEMES = ("socks5h://", "socks5://", "socks4://", "http://")
 
 
 def default_data_dir() -> Path:
@@ -46,6 +48,27 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     max_request_bytes: int = Field(default=256 * 1024, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # TLS served by the node itself (both or neither); federation needs HTTPS.
+    tls_cert: Path | None = Field(default=None, description="PEM certificate chain")
+    tls_key: Path | None = Field(default=None, description="PEM private key")
+    # Outbound HTTPS trusts the system store (SSL_CERT_FILE is honoured) plus this bundle.
+    ca_file: Path | None = Field(default=None, description="extra PEM CA bundle to trust")
+    federation_proxy: str | None = Field(
+        default=None, description="socks5h://host:port: every outbound federation request uses it"
+    )
+    federation_proxy_required: bool = Field(
+        default=False, description="refuse to start without federation_proxy (never go direct)"
+    )
+    federation_give_up_seconds: float = Field(
+        default=86_400, gt=0, description="after this long an undelivered message is failed"
+    )
+    federation_timeout_seconds: float = Field(default=10, gt=0)
+    # Per remote domain and per remote address, on the /openmsg/ endpoints
+    # (the ``limits`` library's notation, e.g. "1000/second").
+    openmsg_domain_rate_limit: str = "2000/second"
+    openmsg_address_rate_limit: str = "100/second"
+    openmsg_auth_rate_limit: str = "30/minute"
     config: Path | None = Field(default=None, description="TOML file with any of these settings")
 
     @field_validator("domain")
@@ -55,6 +78,36 @@ class Settings(BaseSettings):
             return parse_domain(value)
         except InvalidInput as exc:
             raise ValueError(exc.reason) from None
+
+    @field_validator(
+        "openmsg_domain_rate_limit", "openmsg_address_rate_limit", "openmsg_auth_rate_limit"
+    )
+    @classmethod
+    def _valid_rate(cls, value: str) -> str:
+        try:
+            limits.parse(value)
+        except ValueError:
+            raise ValueError("must read like 100/second or 30/minute") from None
+        return value
+
+    @field_validator("federation_proxy")
+    @classmethod
+    def _valid_proxy(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(_PROXY_SCHEMES):
+            raise ValueError("must be a socks5h://, socks5://, socks4:// or http:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.federation_proxy_required and not self.federation_proxy:
+            raise ValueError("federation_proxy_required is set but no federation_proxy is given")
+        return self
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
 
     @classmethod
     def settings_customise_sources(

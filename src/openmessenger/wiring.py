@@ -6,25 +6,31 @@ import asyncio
 import logging
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import uvicorn
 from starlette.types import ASGIApp
 
+from openmessenger import __version__
 from openmessenger.api.app import create_app
 from openmessenger.api.observability import configure_logging
 from openmessenger.bus.memory import MemoryBus
 from openmessenger.core.ids import Domain
 from openmessenger.crypto.keys import NodeSecrets
+from openmessenger.federation.client import AiohttpTransport
+from openmessenger.federation.rate_limits import MovingWindowLimiter
 from openmessenger.services.accounts import AccountService
 from openmessenger.services.devices import DeviceService
+from openmessenger.services.federation import FederationService
+from openmessenger.services.federation_gate import FederationGate, FederationRates, NodeAdmin
 from openmessenger.services.messaging import MessagingService
 from openmessenger.services.node import NodeServices
+from openmessenger.services.outbox import OutboxSender
 from openmessenger.services.pairing import PairingService
-from openmessenger.services.ports import Clock
+from openmessenger.services.ports import Clock, FederationTransport
 from openmessenger.settings import Settings
 from openmessenger.storage.database import Database, connect_and_migrate, is_sqlite, normalise_url
-from openmessenger.storage.group_commit import GroupCommitMessageLog
+from openmessenger.storage.group_commit import GroupCommitMessageLog, GroupCommitReceiveLog
 
 log = logging.getLogger("openmessenger")
 
@@ -40,8 +46,12 @@ class Node:
     database: Database
     services: NodeServices
     app: ASGIApp
+    outbox: OutboxSender
+    transport: FederationTransport
 
     async def close(self) -> None:
+        await self.outbox.stop()
+        await self.transport.close()
         await self.database.dispose()
 
 
@@ -55,16 +65,66 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
     clock = clock or SystemClock()
     bus = MemoryBus()
     domain = Domain(settings.domain)
+    transport = AiohttpTransport(
+        ca_file=settings.ca_file,
+        proxy=settings.federation_proxy,
+        timeout_seconds=settings.federation_timeout_seconds,
+        user_agent=f"openmessenger/{__version__}",
+    )
+    gate = FederationGate(
+        uow,
+        clock,
+        MovingWindowLimiter(),
+        FederationRates(
+            per_domain=settings.openmsg_domain_rate_limit,
+            per_address=settings.openmsg_address_rate_limit,
+            auth_per_domain=settings.openmsg_auth_rate_limit,
+        ),
+    )
+    outbox = OutboxSender(
+        uow=uow,
+        clock=clock,
+        secrets=secrets,
+        transport=transport,
+        gate=gate,
+        give_up_after=timedelta(seconds=settings.federation_give_up_seconds),
+    )
+    pairing = PairingService(uow, clock, secrets, domain)
+    federation = FederationService(
+        uow=uow,
+        clock=clock,
+        secrets=secrets,
+        domain=domain,
+        transport=transport,
+        gate=gate,
+        pairing=pairing,
+        bus=bus,
+        receive_log=GroupCommitReceiveLog(uow).append,
+        confirm_lookup=outbox.is_ours,
+    )
+    pairing.remote = federation
     services = NodeServices(
         domain=domain,
         clock=clock,
         devices=DeviceService(uow, clock, secrets, domain),
         accounts=AccountService(uow),
-        pairing=PairingService(uow, clock, secrets),
-        messaging=MessagingService(uow, GroupCommitMessageLog(uow), bus, clock, secrets),
+        pairing=pairing,
+        messaging=MessagingService(
+            uow, GroupCommitMessageLog(uow), bus, clock, secrets, domain, outbox
+        ),
+        federation=federation,
+        admin=NodeAdmin(uow, clock),
     )
     app = create_app(services, max_request_bytes=settings.max_request_bytes)
-    return Node(settings=settings, database=database, services=services, app=app)
+    outbox.start()
+    return Node(
+        settings=settings,
+        database=database,
+        services=services,
+        app=app,
+        outbox=outbox,
+        transport=transport,
+    )
 
 
 def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
@@ -77,11 +137,17 @@ def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
         access_log=False,  # our own request log never prints query strings or headers
         log_config=None,
         server_header=False,
+        ssl_certfile=settings.tls_cert,
+        ssl_keyfile=settings.tls_key,
     )
 
 
 class _AnnouncingServer(uvicorn.Server):
     """Says where it listens on stdout, whatever the log level (port 0 picks one)."""
+
+    def __init__(self, config: uvicorn.Config, scheme: str) -> None:
+        super().__init__(config)
+        self._scheme = scheme
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -89,19 +155,19 @@ class _AnnouncingServer(uvicorn.Server):
             for server in self.servers:
                 for sock in server.sockets:
                     host, port = sock.getsockname()[:2]
-                    print(f"listening on http://{host}:{port}", flush=True)
+                    print(f"listening on {self._scheme}://{host}:{port}", flush=True)
 
 
 async def serve(settings: Settings) -> None:
     configure_logging(settings.log_level)
     node = await build_node(settings)
-    server = _AnnouncingServer(uvicorn_config(node.app, settings))
+    server = _AnnouncingServer(uvicorn_config(node.app, settings), settings.scheme)
     log.info(
         "node starting",
         extra={
             "fields": {
                 "domain": settings.domain,
-                "listen": f"http://{settings.host}:{settings.port}",
+                "listen": f"{settings.scheme}://{settings.host}:{settings.port}",
                 "database": normalise_url(settings.effective_database_url()).render_as_string(),
             }
         },

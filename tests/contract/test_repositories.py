@@ -642,14 +642,14 @@ async def test_message_is_stored_and_read_back_unchanged(uow: UnitOfWork) -> Non
         recipient=world.bob.address,
         body=body,
         sent_at=sent_at,
-        status=DeliveryStatus.ACCEPTED,
+        status=DeliveryStatus.DELIVERED,
     )
     async with uow() as tx:
         stored = await tx.messages.get(message.id)
         assert stored == message
         assert stored is not None
         assert_utc(stored.sent_at, sent_at)
-        assert stored.status is DeliveryStatus.ACCEPTED
+        assert stored.status is DeliveryStatus.DELIVERED
         assert await tx.messages.get(MessageId(new_id())) is None
 
 

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_LISTENING = re.compile(r"^listening on (http://\S+)")
+_LISTENING = re.compile(r"^listening on (https?://\S+)")
 
 
 def openmessenger_command() -> list[str]:

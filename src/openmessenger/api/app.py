@@ -13,6 +13,7 @@ from openmessenger.api import errors
 from openmessenger.api.fast_send import FastSendMiddleware
 from openmessenger.api.limits import BodySizeLimitMiddleware
 from openmessenger.api.observability import Metrics, RequestMetricsMiddleware
+from openmessenger.api.openmsg import OpenmsgMiddleware
 from openmessenger.api.routes import devices, messages, pairing
 from openmessenger.api.stream import StreamMiddleware
 from openmessenger.protocol.client_api import API_PREFIX
@@ -47,6 +48,8 @@ def create_app(services: NodeServices, *, max_request_bytes: int) -> ASGIApp:
     hot_paths = StreamMiddleware(
         FastSendMiddleware(app, services), services, metrics.stream_connections
     )
-    return BodySizeLimitMiddleware(
+    client_api = BodySizeLimitMiddleware(
         RequestMetricsMiddleware(hot_paths, metrics), max_bytes=max_request_bytes
     )
+    # Openmsg answers every request with HTTP 200 and its own size limit.
+    return OpenmsgMiddleware(client_api, services.federation)

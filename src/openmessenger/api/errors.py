@@ -23,6 +23,7 @@ _STATUS: dict[type[errors.DomainError], tuple[int, str]] = {
     errors.NotFound: (404, "Not found"),
     errors.Conflict: (409, "Conflict"),
     errors.LimitExceeded: (429, "Limit exceeded"),
+    errors.PeerUnavailable: (502, "Peer node unavailable"),
 }
 
 

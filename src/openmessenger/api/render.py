@@ -37,6 +37,8 @@ def contact(c: Contact) -> ContactOut:
         display_name=c.display_name,
         conversation_id=c.conversation_id,
         connected_at=c.connected_at,
+        accepts_messages=c.accepts_messages,
+        peer_accepts_messages=c.peer_accepts_messages,
     )
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
-from openmessenger.cli import device
+from openmessenger.cli import admin, device
+from openmessenger.cli.settings import load_settings
 
 app = typer.Typer(
     name="openmessenger",
@@ -34,33 +34,57 @@ def serve(
         str | None, typer.Option(help="PostgreSQL or SQLite URL [default: SQLite in data dir]")
     ] = None,
     config: Annotated[Path | None, typer.Option(help="TOML settings file")] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="Serve HTTPS with this PEM certificate chain")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="The PEM private key of --tls-cert")] = None,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(help="Extra PEM CA bundle trusted for outbound HTTPS (besides the system's)"),
+    ] = None,
+    federation_proxy: Annotated[
+        str | None,
+        typer.Option(help="Send all federation traffic through this proxy, e.g. socks5h://127.0.0.1:9050"),
+    ] = None,
+    federation_proxy_required: Annotated[
+        bool | None,
+        typer.Option(
+            "--federation-proxy-required/--no-federation-proxy-required",
+            help="Refuse to start without --federation-proxy",
+            show_default=False,
+        ),
+    ] = None,
+    federation_give_up_seconds: Annotated[
+        float | None,
+        typer.Option(help="Mark a message failed after trying this long [default: 86400]"),
+    ] = None,
 ) -> None:
     """Start a node (SQLite in the data directory unless --database-url says otherwise).
 
     Every option is also read from OPENMESSENGER_<NAME> and from the TOML file.
     """
-    from openmessenger.settings import Settings
     from openmessenger.wiring import run
 
-    given: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "domain": domain,
-        "data_dir": data_dir,
-        "database_url": database_url,
-        "config": config,
-    }
-    try:
-        settings = Settings(**{k: v for k, v in given.items() if v is not None})
-    except ValidationError as exc:
-        for problem in exc.errors():
-            where = ".".join(str(p) for p in problem["loc"])
-            typer.echo(f"error: {where}: {problem['msg']}", err=True)
-        raise typer.Exit(2) from None
-    run(settings)
+    run(
+        load_settings(
+            host=host,
+            port=port,
+            domain=domain,
+            data_dir=data_dir,
+            database_url=database_url,
+            config=config,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            ca_file=ca_file,
+            federation_proxy=federation_proxy,
+            federation_proxy_required=federation_proxy_required,
+            federation_give_up_seconds=federation_give_up_seconds,
+        )
+    )
 
 
 device.register(app)
+admin.register(app)
 
 
 def main() -> None:

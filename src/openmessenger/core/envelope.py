@@ -57,6 +57,17 @@ class StreamEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboundSeal:
+    """How a message to a remote address is first sent over Openmsg: the nonce
+    of its package for good, and the salt and timestamp of its first hash."""
+
+    nonce: str
+    salt: str
+    attempt_ts: int
+    give_up_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class SendRequest:
     """A device asks to append ``body`` to its conversation with ``recipient``."""
 
@@ -67,6 +78,22 @@ class SendRequest:
     recipient: Address
     body: str
     client_txn_id: str | None
+    sent_at: datetime
+    outbound: OutboundSeal | None = None
+    """Set when the recipient is on another node: the message joins the outbox."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """A message that arrived over Openmsg for a local account, already checked."""
+
+    message_id: MessageId
+    conversation_id: ConversationId
+    recipient_account: AccountId
+    recipient: Address
+    sender: Address
+    nonce: str
+    body: str
     sent_at: datetime
 
 
@@ -81,6 +108,8 @@ class AppendResult:
     message: Message | None
     created: bool
     events: tuple[StreamEvent, ...] = ()
+    outbound: bool = False
+    """The message went into the outbox (its recipient is on another node)."""
 
 
 def stream_receivers(

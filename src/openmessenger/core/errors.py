@@ -10,7 +10,8 @@ the API edge maps them in one table (``api/errors.py``).
     ├── Refused             the generic silent refusal: unknown address, wrong,
     │                       expired or used pass code, no connection. It never
     │                       says which, so a prober learns nothing.
-    └── LimitExceeded       a size, count or rate limit
+    ├── LimitExceeded       a size, count or rate limit
+    └── PeerUnavailable     another node could not be reached (try again later)
 """
 
 from __future__ import annotations
@@ -70,3 +71,11 @@ class LimitExceeded(DomainError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class PeerUnavailable(DomainError):
+    code = "peer_unavailable"
+
+    def __init__(self, domain: str) -> None:
+        super().__init__(f"The node {domain} could not be reached; try again later.")
+        self.domain = domain

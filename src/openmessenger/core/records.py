@@ -6,7 +6,14 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from openmessenger.core.ids import AccountId, Address, ConversationId, DeviceId, PassCodeId
+from openmessenger.core.ids import (
+    AccountId,
+    Address,
+    ConversationId,
+    DeviceId,
+    MessageId,
+    PassCodeId,
+)
 from openmessenger.core.passcodes import CodeState
 
 
@@ -67,3 +74,52 @@ class Contact:
     display_name: str | None
     conversation_id: ConversationId
     connected_at: datetime
+    accepts_messages: bool = True
+    """The owner takes messages from the peer (Openmsg's "allow replies")."""
+    peer_accepts_messages: bool = True
+    """The peer takes the owner's messages."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenmsgLink:
+    """A connection with an address on another node, as Openmsg keys it. ``sealed``
+    holds the connection's codes and key, sealed under the node secret."""
+
+    owner_account_id: AccountId
+    owner_address: Address
+    peer_address: Address
+    conversation_id: ConversationId
+    accepts_messages: bool
+    sealed: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One undelivered message to a remote address, with what sending it takes."""
+
+    message_id: MessageId
+    owner_account_id: AccountId
+    sender: Address
+    peer_address: Address
+    body: str
+    nonce: str
+    salt: str
+    attempt_ts: int
+    attempts: int
+    give_up_at: datetime
+    sealed_link: str | None
+    """None when the connection's link is gone (the message cannot be sent)."""
+
+
+class OutboxVerdict(enum.StrEnum):
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    RETRY = "retry"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxOutcome:
+    message_id: MessageId
+    verdict: OutboxVerdict
+    next_attempt_at: datetime | None = None
+    """For RETRY: when to try again."""

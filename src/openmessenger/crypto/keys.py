@@ -14,7 +14,8 @@ import hmac
 import secrets
 import uuid
 
-from nacl.exceptions import BadSignatureError
+from nacl.exceptions import BadSignatureError, CryptoError
+from nacl.secret import SecretBox
 from nacl.signing import VerifyKey
 
 MIN_NODE_SECRET_BYTES = 32
@@ -62,3 +63,22 @@ class NodeSecrets:
 
     def identifier(self) -> str:
         return uuid.uuid4().hex
+
+    def seal(self, purpose: str, plaintext: str) -> str:
+        sealed = self._box(purpose).encrypt(plaintext.encode())  # random nonce || ciphertext
+        return base64.urlsafe_b64encode(bytes(sealed)).decode()
+
+    def unseal(self, purpose: str, sealed: str) -> str:
+        try:
+            raw = base64.urlsafe_b64decode(sealed.encode())
+            return self._box(purpose).decrypt(raw).decode()
+        except (binascii.Error, CryptoError, UnicodeDecodeError) as exc:
+            raise ValueError("sealed value altered or sealed under another node secret") from exc
+
+    def _box(self, purpose: str) -> SecretBox:
+        key = hmac.new(self._key, b"seal\x00" + purpose.encode(), hashlib.sha256).digest()
+        return SecretBox(key)
+
+    def signing_seed(self) -> bytes:
+        """The seed of the node's Ed25519 signing key (it follows the node secret)."""
+        return hmac.new(self._key, b"node-signing-key", hashlib.sha256).digest()

@@ -119,6 +119,10 @@ class PassCodeList(Response):
 class ConnectIn(Request):
     address: AddressStr
     pass_code: PassCodeStr
+    allow_replies: bool = Field(
+        default=True,
+        description="False: a one-way connection; you send, the other address cannot answer",
+    )
 
 
 class ContactOut(Response):
@@ -126,6 +130,10 @@ class ContactOut(Response):
     display_name: str | None
     conversation_id: str
     connected_at: datetime
+    accepts_messages: bool = True
+    """You take messages from this contact."""
+    peer_accepts_messages: bool = True
+    """This contact takes your messages."""
 
 
 class ContactList(Response):

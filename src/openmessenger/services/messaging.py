@@ -11,10 +11,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
-from openmessenger.core.envelope import Message, SendRequest, StreamEvent, validate_body
+from openmessenger.core.envelope import (
+    Message,
+    OutboundSeal,
+    SendRequest,
+    StreamEvent,
+    validate_body,
+)
 from openmessenger.core.errors import InvalidInput, NotFound, Refused
-from openmessenger.core.ids import ConversationId, DeviceId, MessageId, parse_address
+from openmessenger.core.ids import ConversationId, DeviceId, Domain, MessageId, parse_address
 from openmessenger.core.records import AuthenticatedDevice
 from openmessenger.services.ports import (
     Bus,
@@ -48,35 +55,71 @@ class SyncPage:
     has_more: bool
 
 
+class Outbound(Protocol):
+    """Where messages to addresses on other nodes go (the federation outbox)."""
+
+    async def seal(self, recipient_domain: Domain, body: str) -> OutboundSeal: ...
+
+    def notify(self, message_id: MessageId) -> None: ...
+
+
 class MessagingService:
     def __init__(
-        self, uow: UnitOfWork, log: MessageLog, bus: Bus, clock: Clock, secrets: Secrets
+        self,
+        uow: UnitOfWork,
+        log: MessageLog,
+        bus: Bus,
+        clock: Clock,
+        secrets: Secrets,
+        domain: Domain,
+        outbound: Outbound | None = None,
     ) -> None:
         self._uow = uow
         self._log = log
         self._bus = bus
         self._clock = clock
         self._secrets = secrets
+        self._domain = domain
+        self.outbound = outbound
 
     async def send(
         self, caller: AuthenticatedDevice, to: str, body: str, client_txn_id: str | None
     ) -> SendResult:
+        recipient = parse_address(to, field="to")
+        body = validate_body(body)
+        seal = None
+        if recipient.domain != self._domain:
+            if self.outbound is None:
+                raise Refused()
+            seal = await self.outbound.seal(recipient.domain, body)
         request = SendRequest(
             message_id=MessageId(self._secrets.identifier()),
             sender_account=caller.account.id,
             sender=caller.account.address,
             sender_device=caller.device.id,
-            recipient=parse_address(to, field="to").address,
-            body=validate_body(body),
+            recipient=recipient.address,
+            body=body,
             client_txn_id=client_txn_id,
             sent_at=self._clock.now(),
+            outbound=seal,
         )
         result = await self._log.append(request)
         if result.message is None:
             raise Refused()
         # Published only after the commit: a live event always names a stored message.
         await self._bus.publish(result.events)
+        if result.outbound and self.outbound is not None:
+            self.outbound.notify(result.message.id)
         return SendResult(result.message, created=result.created)
+
+    async def message(self, caller: AuthenticatedDevice, message_id: str) -> Message:
+        """One message the caller's account sent or received (e.g. to follow its status)."""
+        async with self._uow() as tx:
+            found = await tx.messages.get(MessageId(message_id))
+        address = caller.account.address
+        if found is None or address not in (found.sender, found.recipient):
+            raise NotFound("No such message.")
+        return found
 
     async def sync(self, caller: AuthenticatedDevice, since: int, limit: int) -> SyncPage:
         limit = _check_page(since, limit)

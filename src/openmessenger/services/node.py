@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from openmessenger.core.ids import Domain
 from openmessenger.services.accounts import AccountService
 from openmessenger.services.devices import DeviceService
+from openmessenger.services.federation import FederationService
+from openmessenger.services.federation_gate import NodeAdmin
 from openmessenger.services.messaging import MessagingService
 from openmessenger.services.pairing import PairingService
 from openmessenger.services.ports import Clock
@@ -20,3 +22,5 @@ class NodeServices:
     accounts: AccountService
     pairing: PairingService
     messaging: MessagingService
+    federation: FederationService
+    admin: NodeAdmin

@@ -8,10 +8,18 @@ import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from openmessenger.core import passcodes as rules
 from openmessenger.core.errors import InvalidInput, LimitExceeded, NotFound, Refused
-from openmessenger.core.ids import Address, ConversationId, PassCodeId, parse_address
+from openmessenger.core.ids import (
+    Address,
+    ConversationId,
+    Domain,
+    ParsedAddress,
+    PassCodeId,
+    parse_address,
+)
 from openmessenger.core.passcodes import CodeState
 from openmessenger.core.records import Account, AuthenticatedDevice, Contact, PassCode
 from openmessenger.services.ports import Clock, Secrets, Transaction, UnitOfWork
@@ -34,11 +42,37 @@ class ConnectResult:
     """False when the two were already connected."""
 
 
+class RemoteConnector(Protocol):
+    """Starts a connection with an address on another node (Openmsg's handshake)."""
+
+    async def connect(
+        self, initiator: Account, target: ParsedAddress, pass_code: str, allow_replies: bool
+    ) -> ConnectResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A pass code that matched and is held for one initiator while its node is
+    asked to vouch for the request; released if it does not."""
+
+    target: Account
+    code: PassCode
+
+
 class PairingService:
-    def __init__(self, uow: UnitOfWork, clock: Clock, secrets: Secrets) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        clock: Clock,
+        secrets: Secrets,
+        domain: Domain,
+        remote: RemoteConnector | None = None,
+    ) -> None:
         self._uow = uow
         self._clock = clock
         self._secrets = secrets
+        self._domain = domain
+        self.remote = remote
 
     def _code_hmac(self, owner: Address, code: str) -> str:
         # The owner's address is in the HMAC, so equal digits of two owners differ.
@@ -96,15 +130,23 @@ class PairingService:
             await tx.commit()
 
     async def connect(
-        self, caller: AuthenticatedDevice, address: str, pass_code: str
+        self, caller: AuthenticatedDevice, address: str, pass_code: str, allow_replies: bool = True
     ) -> ConnectResult:
-        """Redeem ``pass_code`` issued by ``address``: the one way to start a connection."""
-        target_address = parse_address(address).address
+        """Redeem ``pass_code`` issued by ``address``: the one way to start a connection.
+
+        ``allow_replies=False`` makes a one-way connection: the caller can send,
+        the target cannot answer (Openmsg's ``sending_allow_replies``)."""
+        parsed = parse_address(address)
+        target_address = parsed.address
         initiator = caller.account
         if target_address == initiator.address:
             raise InvalidInput("address", "is your own address")
         if not rules.is_well_formed(pass_code):
             raise InvalidInput("pass_code", f"must be {rules.CODE_DIGITS} digits")
+        if parsed.domain != self._domain:
+            if self.remote is None:
+                raise Refused()
+            return await self.remote.connect(initiator, parsed, pass_code, allow_replies)
         now = self._clock.now()
         async with self._uow() as tx:
             target = await tx.accounts.by_address(target_address)
@@ -118,9 +160,35 @@ class PairingService:
             contact = await tx.connections.get(initiator.id, target.address)
             created = contact is None
             if contact is None:
-                contact = await self._connect(tx, initiator, target, now)
+                contact = await self._connect(tx, initiator, target, now, allow_replies)
             await tx.commit()
         return ConnectResult(contact, created)
+
+    async def reserve(
+        self, target_address: Address, initiator: Address, pass_code: str
+    ) -> Reservation | None:
+        """Check a pass code presented from another node, under the same guessing
+        bound as a local one; a match is marked used by ``initiator`` at once, so
+        it cannot be redeemed twice while that node is asked to vouch."""
+        if not rules.is_well_formed(pass_code):
+            return None
+        now = self._clock.now()
+        async with self._uow() as tx:
+            target = await tx.accounts.by_address(target_address)
+            if target is None:
+                return None
+            await tx.codes.lock_owner(target.id)
+            match = await self._redeem(tx, target, initiator, pass_code, now)
+            await tx.commit()
+        return Reservation(target, match) if match is not None else None
+
+    async def release(self, reservation: Reservation) -> None:
+        """Give a reserved code back (its initiator's node did not vouch): an
+        impostor's request must not burn the owner's code."""
+        async with self._uow() as tx:
+            await tx.codes.lock_owner(reservation.target.id)
+            await tx.codes.set_state([reservation.code.id], CodeState.LIVE)
+            await tx.commit()
 
     async def contacts(self, caller: AuthenticatedDevice) -> list[Contact]:
         async with self._uow() as tx:
@@ -160,12 +228,31 @@ class PairingService:
         return None
 
     async def _connect(
-        self, tx: Transaction, initiator: Account, target: Account, now: datetime
+        self,
+        tx: Transaction,
+        initiator: Account,
+        target: Account,
+        now: datetime,
+        allow_replies: bool,
     ) -> Contact:
         conversation_id = ConversationId(self._secrets.identifier())
         await tx.connections.create_conversation(conversation_id, now)
-        mine = Contact(initiator.id, target.address, target.display_name, conversation_id, now)
-        theirs = Contact(target.id, initiator.address, initiator.display_name, conversation_id, now)
+        mine = Contact(
+            initiator.id,
+            target.address,
+            target.display_name,
+            conversation_id,
+            now,
+            accepts_messages=allow_replies,
+        )
+        theirs = Contact(
+            target.id,
+            initiator.address,
+            initiator.display_name,
+            conversation_id,
+            now,
+            peer_accepts_messages=allow_replies,
+        )
         await tx.connections.add(mine)
         await tx.connections.add(theirs)
         return mine

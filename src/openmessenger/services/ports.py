@@ -6,22 +6,39 @@ adapters. A service receives exactly the ports it uses.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from openmessenger.core.envelope import AppendResult, Message, SendRequest, StreamEvent
+from openmessenger.core.envelope import (
+    AppendResult,
+    Message,
+    ReceivedMessage,
+    SendRequest,
+    StreamEvent,
+)
 from openmessenger.core.ids import (
     AccountId,
     Address,
     ConversationId,
     DeviceId,
+    Domain,
     MessageId,
     PassCodeId,
 )
 from openmessenger.core.passcodes import CodeState
-from openmessenger.core.records import Account, AccountKind, Contact, Device, PassCode
+from openmessenger.core.records import (
+    Account,
+    AccountKind,
+    Contact,
+    Device,
+    OpenmsgLink,
+    OutboxItem,
+    OutboxOutcome,
+    PassCode,
+)
 
 
 class Clock(Protocol):
@@ -40,6 +57,15 @@ class Secrets(Protocol):
     def digits(self, count: int) -> str: ...
 
     def identifier(self) -> str: ...
+
+    def seal(self, purpose: str, plaintext: str) -> str:
+        """Encrypt under a key derived from the node secret (for secrets the node
+        must read back, such as a connection's Openmsg codes)."""
+        ...
+
+    def unseal(self, purpose: str, sealed: str) -> str:
+        """The plaintext of :meth:`seal`; raises ValueError if it was altered."""
+        ...
 
 
 class AccountRepository(Protocol):
@@ -116,6 +142,17 @@ class ConnectionRepository(Protocol):
 
     async def create_conversation(self, conversation_id: ConversationId, now: datetime) -> None: ...
 
+    async def update_remote(
+        self,
+        owner: AccountId,
+        address: Address,
+        *,
+        display_name: str | None = None,
+        peer_accepts_messages: bool | None = None,
+    ) -> None:
+        """Record what a remote peer's node told us about it since."""
+        ...
+
 
 class MessageRepository(Protocol):
     async def append_batch(self, requests: Sequence[SendRequest]) -> list[AppendResult]:
@@ -131,6 +168,57 @@ class MessageRepository(Protocol):
     ) -> list[Message]: ...
 
     async def get(self, message_id: MessageId) -> Message | None: ...
+
+    async def append_received(
+        self, received: Sequence[ReceivedMessage]
+    ) -> list[AppendResult | None]:
+        """Store messages that arrived from other nodes; ``None`` for one whose
+        nonce its link took before (a replay or a retry)."""
+        ...
+
+
+class FederationRepository(Protocol):
+    async def put_link(
+        self, owner: AccountId, peer: Address, ident_hmac: str, sealed: str, now: datetime
+    ) -> None: ...
+
+    async def link(self, owner: AccountId, peer: Address) -> OpenmsgLink | None: ...
+
+    async def link_by_ident(self, ident_hmac: str) -> OpenmsgLink | None: ...
+
+    async def add_handshake(
+        self, hash_hmac: str, receiver: Address, expires_at: datetime
+    ) -> None: ...
+
+    async def handshake_pending(self, hash_hmac: str, receiver: Address, now: datetime) -> bool: ...
+
+    async def end_handshake(self, hash_hmac: str, now: datetime) -> None: ...
+
+    async def claim_due(
+        self,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        message_ids: Sequence[MessageId] | None = None,
+    ) -> list[OutboxItem]: ...
+
+    async def outbox_by_nonce(self, nonce: str) -> OutboxItem | None: ...
+
+    async def refresh_attempt(self, message_id: MessageId, salt: str, attempt_ts: int) -> None: ...
+
+    async def settle(self, outcomes: Sequence[OutboxOutcome]) -> None: ...
+
+    async def next_due(self) -> datetime | None: ...
+
+    async def block(self, domain: Domain, now: datetime) -> bool: ...
+
+    async def unblock(self, domain: Domain) -> bool: ...
+
+    async def blocked_domains(self) -> list[Domain]: ...
+
+    async def flag(self, name: str) -> str | None: ...
+
+    async def set_flag(self, name: str, value: str, now: datetime) -> None: ...
 
 
 class MessageLog(Protocol):
@@ -160,6 +248,9 @@ class Transaction(Protocol):
     @property
     def messages(self) -> MessageRepository: ...
 
+    @property
+    def federation(self) -> FederationRepository: ...
+
     async def commit(self) -> None: ...
 
 
@@ -185,3 +276,34 @@ class Bus(Protocol):
     async def publish(self, events: Sequence[StreamEvent]) -> None: ...
 
     def subscribe(self, device_id: DeviceId) -> AbstractAsyncContextManager[Subscription]: ...
+
+
+# --- Federation ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PeerReply:
+    """What a peer's HTTPS endpoint answered: the status, and the decoded JSON
+    body (``None`` when the body was not JSON or was too large)."""
+
+    status: int
+    body: object
+
+
+class PeerUnreachable(Exception):
+    """No answer from the peer: name lookup, connection, TLS, proxy or timeout."""
+
+
+class FederationTransport(Protocol):
+    """Outbound HTTPS to other nodes. URLs are always ``https://{domain}/...``;
+    redirects are not followed; a configured proxy is always used."""
+
+    async def post_json(
+        self, url: str, body: Mapping[str, object], headers: Mapping[str, str] | None = None
+    ) -> PeerReply:
+        """POST ``body`` as JSON; raises :class:`PeerUnreachable` when nothing answered."""
+        ...
+
+    async def get_json(self, url: str) -> PeerReply: ...
+
+    async def close(self) -> None: ...

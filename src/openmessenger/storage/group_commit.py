@@ -1,36 +1,46 @@
-"""Group commit: sends that arrive while a transaction is being written wait
+"""Group commit: writes that arrive while a transaction is being written wait
 and are written together in the next one.
 
-A lone send is written at once (no timer, no added latency); under load the
+A lone write happens at once (no timer, no added latency); under load the
 batch grows to whatever arrived meanwhile, so the cost of a transaction is
 shared. Every caller still hears back only after the commit that holds its
-message.
+write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
-from openmessenger.core.envelope import AppendResult, SendRequest
-from openmessenger.services.ports import UnitOfWork
+from openmessenger.core.envelope import AppendResult, ReceivedMessage, SendRequest
+from openmessenger.services.ports import Transaction, UnitOfWork
 
 log = logging.getLogger(__name__)
 
-_Pending = tuple[SendRequest, "asyncio.Future[AppendResult]"]
+Req = TypeVar("Req")
+Res = TypeVar("Res")
 
 
-class GroupCommitMessageLog:
-    """The ``MessageLog`` port over a ``UnitOfWork``."""
+class GroupCommit(Generic[Req, Res]):
+    """Batches calls of ``write(tx, requests) -> one result per request``."""
 
-    def __init__(self, uow: UnitOfWork, *, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        write: Callable[[Transaction, list[Req]], Awaitable[list[Res]]],
+        *,
+        max_batch: int = 256,
+    ) -> None:
         self._uow = uow
+        self._write_in = write
         self._max_batch = max_batch
-        self._pending: list[_Pending] = []
+        self._pending: list[tuple[Req, asyncio.Future[Res]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def append(self, request: SendRequest) -> AppendResult:
-        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+    async def append(self, request: Req) -> Res:
+        future: asyncio.Future[Res] = asyncio.get_running_loop().create_future()
         self._pending.append((request, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_until_drained())
@@ -53,7 +63,7 @@ class GroupCommitMessageLog:
                 if len(batch) == 1:
                     _settle_error(batch[0][1], exc)
                     continue
-                log.warning("a batch of %d sends failed; writing them one by one", len(batch))
+                log.warning("a batch of %d writes failed; writing them one by one", len(batch))
                 for request, future in batch:
                     try:
                         (result,) = await self._write([request])
@@ -65,18 +75,42 @@ class GroupCommitMessageLog:
             for (_, future), result in zip(batch, results, strict=True):
                 _settle(future, result)
 
-    async def _write(self, requests: list[SendRequest]) -> list[AppendResult]:
+    async def _write(self, requests: list[Req]) -> list[Res]:
         async with self._uow() as tx:
-            results = await tx.messages.append_batch(requests)
+            results = await self._write_in(tx, requests)
             await tx.commit()
         return results
 
 
-def _settle(future: asyncio.Future[AppendResult], result: AppendResult) -> None:
+async def _append_sends(tx: Transaction, requests: list[SendRequest]) -> list[AppendResult]:
+    return await tx.messages.append_batch(requests)
+
+
+async def _append_received(
+    tx: Transaction, received: list[ReceivedMessage]
+) -> list[AppendResult | None]:
+    return await tx.messages.append_received(received)
+
+
+class GroupCommitMessageLog(GroupCommit[SendRequest, AppendResult]):
+    """The ``MessageLog`` port: sends, appended in group commits."""
+
+    def __init__(self, uow: UnitOfWork, *, max_batch: int = 256) -> None:
+        super().__init__(uow, _append_sends, max_batch=max_batch)
+
+
+class GroupCommitReceiveLog(GroupCommit[ReceivedMessage, AppendResult | None]):
+    """Messages received over Openmsg, appended in group commits."""
+
+    def __init__(self, uow: UnitOfWork, *, max_batch: int = 256) -> None:
+        super().__init__(uow, _append_received, max_batch=max_batch)
+
+
+def _settle(future: asyncio.Future[Res], result: Res) -> None:
     if not future.done():
         future.set_result(result)
 
 
-def _settle_error(future: asyncio.Future[AppendResult], error: Exception) -> None:
+def _settle_error(future: asyncio.Future[Res], error: Exception) -> None:
     if not future.done():
         future.set_exception(error)

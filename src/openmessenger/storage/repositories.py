@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, bindparam, delete, func, insert, select, tuple_, update
-from sqlalchemy.engine import CursorResult
-from sqlalchemy.exc import IntegrityError
 
 from openmessenger.core.envelope import (
     AppendResult,
     DeliveryStatus,
     Message,
+    OutboundSeal,
+    ReceivedMessage,
     SendRequest,
     StreamEvent,
     stream_receivers,
@@ -31,6 +30,8 @@ from openmessenger.core.ids import (
 )
 from openmessenger.core.passcodes import CodeState
 from openmessenger.core.records import Account, AccountKind, Contact, Device, PassCode
+from openmessenger.storage._base import Repository, SqlConnection
+from openmessenger.storage.federation import SqlFederation
 from openmessenger.storage.tables import (
     accounts,
     auth_challenges,
@@ -40,34 +41,11 @@ from openmessenger.storage.tables import (
     device_tokens,
     devices,
     messages,
+    openmsg_outbox,
+    openmsg_received,
     pass_code_budgets,
     pass_codes,
 )
-
-
-class SqlConnection(Protocol):
-    """What the repositories need of a connection: an ``AsyncConnection``
-    (PostgreSQL) or the inline SQLite connection of ``storage.database``."""
-
-    async def execute(self, statement: Any, parameters: Any = None) -> CursorResult[Any]: ...
-
-    def begin_nested(self) -> AbstractAsyncContextManager[Any]: ...
-
-    async def commit(self) -> None: ...
-
-
-class _Repository:
-    def __init__(self, conn: SqlConnection) -> None:
-        self._conn = conn
-
-    async def _insert_unique(self, statement: Any) -> bool:
-        """Run an INSERT; False if it hit a unique constraint (nothing else changes)."""
-        try:
-            async with self._conn.begin_nested():
-                await self._conn.execute(statement)
-        except IntegrityError:
-            return False
-        return True
 
 
 def _account(row: Any) -> Account:
@@ -80,7 +58,7 @@ def _account(row: Any) -> Account:
     )
 
 
-class SqlAccounts(_Repository):
+class SqlAccounts(Repository):
     async def create(
         self, *, account_id: AccountId, address: Address, kind: AccountKind, now: datetime
     ) -> Account | None:
@@ -125,7 +103,7 @@ _DEVICE_COLUMNS = (
 )
 
 
-class SqlDevices(_Repository):
+class SqlDevices(Repository):
     async def create(self, device: Device) -> None:
         await self._conn.execute(
             insert(devices).values(
@@ -164,7 +142,7 @@ class SqlDevices(_Repository):
         return _device(row) if row else None
 
 
-class SqlChallenges(_Repository):
+class SqlChallenges(Repository):
     async def add(self, challenge_hmac: str, expires_at: datetime) -> None:
         await self._conn.execute(
             insert(auth_challenges).values(challenge_hmac=challenge_hmac, expires_at=expires_at)
@@ -193,7 +171,7 @@ def _pass_code(row: Any) -> PassCode:
     )
 
 
-class SqlPassCodes(_Repository):
+class SqlPassCodes(Repository):
     async def add(self, code: PassCode) -> None:
         await self._conn.execute(
             insert(pass_codes).values(
@@ -234,6 +212,8 @@ class SqlPassCodes(_Repository):
         if not ids:
             return
         values: dict[str, Any] = {"state": state.value}
+        if state is CodeState.LIVE:  # given back: nobody used it
+            values.update(used_by=None, used_at=None)
         if used_by is not None:
             values.update(used_by=used_by, used_at=at)
         await self._conn.execute(
@@ -277,6 +257,8 @@ def _contact(row: Any) -> Contact:
         display_name=row.display_name,
         conversation_id=ConversationId(row.conversation_id),
         connected_at=row.connected_at,
+        accepts_messages=bool(row.accepts_messages),
+        peer_accepts_messages=bool(row.peer_accepts_messages),
     )
 
 
@@ -291,10 +273,12 @@ def _contacts_query() -> Any:
         ),
         connections.c.conversation_id,
         connections.c.connected_at,
+        connections.c.accepts_messages,
+        connections.c.peer_accepts_messages,
     ).outerjoin(accounts, accounts.c.address == connections.c.peer_address)
 
 
-class SqlConnections(_Repository):
+class SqlConnections(Repository):
     async def add(self, contact: Contact) -> bool:
         return await self._insert_unique(
             insert(connections).values(
@@ -303,8 +287,30 @@ class SqlConnections(_Repository):
                 peer_display_name=contact.display_name,
                 conversation_id=contact.conversation_id,
                 connected_at=contact.connected_at,
+                accepts_messages=contact.accepts_messages,
+                peer_accepts_messages=contact.peer_accepts_messages,
             )
         )
+
+    async def update_remote(
+        self, owner: AccountId, address: Address, *, display_name: str | None = None,
+        peer_accepts_messages: bool | None = None,
+    ) -> None:
+        """What a remote peer's node told us about it since (name, allow replies)."""
+        values: dict[str, Any] = {}
+        if display_name is not None:
+            values["peer_display_name"] = display_name
+        if peer_accepts_messages is not None:
+            values["peer_accepts_messages"] = peer_accepts_messages
+        if values:
+            await self._conn.execute(
+                update(connections)
+                .where(
+                    connections.c.owner_account_id == owner,
+                    connections.c.peer_address == address,
+                )
+                .values(**values)
+            )
 
     async def get(self, owner: AccountId, address: Address) -> Contact | None:
         query = _contacts_query().where(
@@ -373,9 +379,10 @@ _CONTACTS_OF = (
         connections.c.owner_account_id,
         connections.c.peer_address,
         connections.c.conversation_id,
+        connections.c.peer_accepts_messages,
         accounts.c.id,
     )
-    .join(accounts, accounts.c.address == connections.c.peer_address)
+    .outerjoin(accounts, accounts.c.address == connections.c.peer_address)
     .where(
         connections.c.owner_account_id.in_(bindparam("owners", expanding=True)),
         connections.c.peer_address.in_(bindparam("peers", expanding=True)),
@@ -406,7 +413,7 @@ _NEXT_POSITIONS = (
 )
 
 
-class SqlMessages(_Repository):
+class SqlMessages(Repository):
     async def append_batch(self, requests: Sequence[SendRequest]) -> list[AppendResult]:
         """Append many sends in a constant number of statements (group commit).
 
@@ -414,16 +421,17 @@ class SqlMessages(_Repository):
         accepted message gets its conversation's next ``seq`` and a place in
         every receiving device's stream, in request order.
         """
-        contacts = await self._local_contacts(requests)
+        contacts = await self._contacts_of(requests)
         # Lock the conversations before looking for earlier sends with the same
         # idempotency key: a retry racing its still-uncommitted original (another
         # process) waits here, then finds it, instead of colliding on insert.
         await self._conn.execute(
-            _LOCK_CONVERSATIONS, {"ids": sorted({c for c, _ in contacts.values()})}
+            _LOCK_CONVERSATIONS, {"ids": sorted({c.conversation_id for c in contacts.values()})}
         )
         existing = await self._messages_by_txn(requests)
         devices_of = await self._devices_of(
-            {a for _, a in contacts.values()} | {r.sender_account for r in requests}
+            {c.recipient_account for c in contacts.values() if c.recipient_account}
+            | {r.sender_account for r in requests}
         )
         results: list[AppendResult | None] = []
         accepted: list[tuple[int, Message, list[DeviceId]]] = []
@@ -439,10 +447,14 @@ class SqlMessages(_Repository):
                 results.append(None)  # filled in below: the same message as the first
                 continue
             contact = contacts.get((request.sender_account, request.recipient))
-            if contact is None:
+            if contact is None or not contact.peer_accepts or (
+                (contact.recipient_account is None) != (request.outbound is not None)
+            ):
+                # Not connected, not taking messages, or a local/remote mix-up
+                # (a remote address is sent only with its Openmsg seal).
                 results.append(AppendResult(None, created=False))
                 continue
-            conversation_id, recipient_account = contact
+            conversation_id, recipient_account = contact.conversation_id, contact.recipient_account
             message = Message(
                 id=request.message_id,
                 conversation_id=conversation_id,
@@ -452,10 +464,11 @@ class SqlMessages(_Repository):
                 recipient=request.recipient,
                 body=request.body,
                 sent_at=request.sent_at,
-                status=DeliveryStatus.ACCEPTED,
+                # A local recipient's node is this one: it has the message now.
+                status=DeliveryStatus.ACCEPTED if request.outbound else DeliveryStatus.DELIVERED,
             )
             receivers = stream_receivers(
-                devices_of.get(recipient_account, []),
+                devices_of.get(recipient_account, []) if recipient_account else [],
                 devices_of.get(request.sender_account, []),
                 request.sender_device,
             )
@@ -466,12 +479,17 @@ class SqlMessages(_Repository):
 
         seqs = await self._advance(_NEXT_SEQS, [m.conversation_id for _, m, _ in accepted])
         positions = await self._advance(_NEXT_POSITIONS, [d for _, _, ds in accepted for d in ds])
-        rows, stream_rows = [], []
+        rows, stream_rows, outbox_rows = [], [], []
         for index, message, receivers in accepted:
             stored = replace(message, seq=next(seqs[message.conversation_id]))
             events = tuple(StreamEvent(d, next(positions[d]), stored) for d in receivers)
-            results[index] = AppendResult(stored, created=True, events=events)
+            seal = requests[index].outbound
+            results[index] = AppendResult(
+                stored, created=True, events=events, outbound=seal is not None
+            )
             rows.append(_message_row(stored, requests[index].client_txn_id))
+            if seal is not None:
+                outbox_rows.append(_outbox_row(requests[index], seal))
             stream_rows += [
                 {"device_id": e.device_id, "position": e.position, "message_id": stored.id}
                 for e in events
@@ -480,6 +498,8 @@ class SqlMessages(_Repository):
             await self._conn.execute(insert(messages), rows)
         if stream_rows:
             await self._conn.execute(insert(device_streams), stream_rows)
+        if outbox_rows:
+            await self._conn.execute(insert(openmsg_outbox), outbox_rows)
         for index, first in repeats.items():
             original = results[first]
             assert original is not None
@@ -502,10 +522,10 @@ class SqlMessages(_Repository):
             for row in await self._conn.execute(query)
         }
 
-    async def _local_contacts(
+    async def _contacts_of(
         self, requests: Sequence[SendRequest]
-    ) -> dict[tuple[AccountId, Address], tuple[ConversationId, AccountId]]:
-        """(sender account, recipient) -> (conversation, recipient's account), local peers only."""
+    ) -> dict[tuple[AccountId, Address], _SendContact]:
+        """(sender account, recipient) -> the connection the send goes over."""
         wanted = {(r.sender_account, r.recipient) for r in requests}
         rows = await self._conn.execute(
             _CONTACTS_OF,
@@ -515,8 +535,87 @@ class SqlMessages(_Repository):
         for r in rows:
             key = (AccountId(r.owner_account_id), Address(r.peer_address))
             if key in wanted:  # the two IN lists select a superset of the pairs
-                found[key] = (ConversationId(r.conversation_id), AccountId(r.id))
+                found[key] = _SendContact(
+                    ConversationId(r.conversation_id),
+                    AccountId(r.id) if r.id is not None else None,
+                    bool(r.peer_accepts_messages),
+                )
         return found
+
+    async def append_received(
+        self, received: Sequence[ReceivedMessage]
+    ) -> list[AppendResult | None]:
+        """Store messages that arrived over Openmsg, each at its conversation's
+        next ``seq`` and in every device stream of its recipient; ``None`` for
+        one whose nonce this link already took (a replay or a retry)."""
+        if not received:
+            return []
+        await self._conn.execute(
+            _LOCK_CONVERSATIONS, {"ids": sorted({r.conversation_id for r in received})}
+        )
+        seen = await self._received_nonces(received)
+        devices_of = await self._devices_of({r.recipient_account for r in received})
+        fresh: list[tuple[int, ReceivedMessage]] = []
+        for index, item in enumerate(received):
+            key = (item.recipient_account, item.sender, item.nonce)
+            if key not in seen:
+                seen.add(key)  # a repeat inside this batch is a replay too
+                fresh.append((index, item))
+        seqs = await self._advance(_NEXT_SEQS, [r.conversation_id for _, r in fresh])
+        positions = await self._advance(
+            _NEXT_POSITIONS, [d for _, r in fresh for d in devices_of.get(r.recipient_account, [])]
+        )
+        results: list[AppendResult | None] = [None] * len(received)
+        rows, stream_rows, nonce_rows = [], [], []
+        for index, item in fresh:
+            stored = Message(
+                id=item.message_id,
+                conversation_id=item.conversation_id,
+                seq=next(seqs[item.conversation_id]),
+                sender=item.sender,
+                sender_device=DeviceId(""),  # on another node: not ours to name
+                recipient=item.recipient,
+                body=item.body,
+                sent_at=item.sent_at,
+                status=DeliveryStatus.DELIVERED,
+            )
+            events = tuple(
+                StreamEvent(d, next(positions[d]), stored)
+                for d in devices_of.get(item.recipient_account, [])
+            )
+            results[index] = AppendResult(stored, created=True, events=events)
+            rows.append(_message_row(stored, None))
+            stream_rows += [
+                {"device_id": e.device_id, "position": e.position, "message_id": stored.id}
+                for e in events
+            ]
+            nonce_rows.append(
+                {
+                    "owner_account_id": item.recipient_account,
+                    "peer_address": item.sender,
+                    "nonce": item.nonce,
+                    "message_id": stored.id,
+                }
+            )
+        if rows:
+            await self._conn.execute(insert(messages), rows)
+            await self._conn.execute(insert(openmsg_received), nonce_rows)
+        if stream_rows:
+            await self._conn.execute(insert(device_streams), stream_rows)
+        return results
+
+    async def _received_nonces(
+        self, received: Sequence[ReceivedMessage]
+    ) -> set[tuple[AccountId, Address, str]]:
+        query = select(
+            openmsg_received.c.owner_account_id,
+            openmsg_received.c.peer_address,
+            openmsg_received.c.nonce,
+        ).where(openmsg_received.c.nonce.in_(sorted({r.nonce for r in received})))
+        return {
+            (AccountId(r.owner_account_id), Address(r.peer_address), str(r.nonce))
+            for r in await self._conn.execute(query)
+        }
 
     async def _devices_of(self, account_ids: set[AccountId]) -> dict[AccountId, list[DeviceId]]:
         found: dict[AccountId, list[DeviceId]] = {}
@@ -571,6 +670,28 @@ class SqlMessages(_Repository):
         return _message(row) if row else None
 
 
+class _SendContact(NamedTuple):
+    conversation_id: ConversationId
+    recipient_account: AccountId | None
+    """None when the recipient is on another node."""
+    peer_accepts: bool
+
+
+def _outbox_row(request: SendRequest, seal: OutboundSeal) -> dict[str, Any]:
+    return {
+        "message_id": request.message_id,
+        "owner_account_id": request.sender_account,
+        "peer_address": request.recipient,
+        "nonce": seal.nonce,
+        "salt": seal.salt,
+        "attempt_ts": seal.attempt_ts,
+        "attempts": 0,
+        "next_attempt_at": request.sent_at,
+        "give_up_at": seal.give_up_at,
+        "lease_until": None,
+    }
+
+
 def _message_row(message: Message, client_txn_id: str | None) -> dict[str, Any]:
     return {
         "id": message.id,
@@ -597,6 +718,7 @@ class SqlTransaction:
         self.codes = SqlPassCodes(conn)
         self.connections = SqlConnections(conn)
         self.messages = SqlMessages(conn)
+        self.federation = SqlFederation(conn)
 
     async def commit(self) -> None:
         await self._conn.commit()

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -134,6 +135,10 @@ connections = Table(
     Column("peer_display_name", String(40)),
     Column("conversation_id", String(32), ForeignKey("conversations.id"), nullable=False),
     Column("connected_at", Timestamp, nullable=False),
+    # Openmsg's "allow replies": whether the owner takes messages from the peer,
+    # and whether the peer takes the owner's.
+    Column("accepts_messages", Boolean, nullable=False, default=True),
+    Column("peer_accepts_messages", Boolean, nullable=False, default=True),
 )
 
 messages = Table(
@@ -159,4 +164,76 @@ device_streams = Table(
     Column("device_id", String(32), ForeignKey("devices.id"), primary_key=True),
     Column("position", BigInteger, primary_key=True),
     Column("message_id", String(32), ForeignKey("messages.id"), nullable=False),
+)
+
+
+# --- Federation (Openmsg) -------------------------------------------------------
+
+# The Openmsg codes of a connection with a remote address. The codes and the
+# key are sealed under a key derived from the node secret (a dump of the
+# database does not let anyone speak for the connection); ``ident_hmac`` finds
+# the link of an inbound message.
+openmsg_links = Table(
+    "openmsg_links",
+    metadata,
+    Column("owner_account_id", String(32), ForeignKey("accounts.id"), primary_key=True),
+    Column("peer_address", String(300), primary_key=True),
+    Column("ident_hmac", String(64), nullable=False, unique=True),
+    Column("sealed", Text, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+# Handshakes this node started and that the receiver may confirm (60 s).
+openmsg_handshakes = Table(
+    "openmsg_handshakes",
+    metadata,
+    Column("hash_hmac", String(64), primary_key=True),
+    Column("receiver", String(300), nullable=False),
+    Column("expires_at", Timestamp, nullable=False, index=True),
+)
+
+# Messages to remote addresses not yet delivered (delivered or failed ones
+# leave). The package is rebuilt from the message, the link key and ``nonce``
+# at each attempt; ``salt`` and ``attempt_ts`` make the current hash.
+openmsg_outbox = Table(
+    "openmsg_outbox",
+    metadata,
+    Column("message_id", String(32), ForeignKey("messages.id"), primary_key=True),
+    Column("owner_account_id", String(32), ForeignKey("accounts.id"), nullable=False),
+    Column("peer_address", String(300), nullable=False),
+    Column("nonce", String(32), nullable=False, unique=True),
+    Column("salt", String(32), nullable=False),
+    Column("attempt_ts", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Timestamp, nullable=False, index=True),
+    Column("give_up_at", Timestamp, nullable=False),
+    # Held by one sender until then, so several processes never send one message twice.
+    Column("lease_until", Timestamp),
+)
+
+# Nonces of messages received per link: a nonce (so a package, so a hash) is
+# taken once (SM_E007).
+openmsg_received = Table(
+    "openmsg_received",
+    metadata,
+    Column("owner_account_id", String(32), ForeignKey("accounts.id"), primary_key=True),
+    Column("peer_address", String(300), primary_key=True),
+    Column("nonce", String(32), primary_key=True),
+    Column("message_id", String(32), ForeignKey("messages.id"), nullable=False),
+)
+
+federation_blocks = Table(
+    "federation_blocks",
+    metadata,
+    Column("domain", String(253), primary_key=True),
+    Column("blocked_at", Timestamp, nullable=False),
+)
+
+# Node-wide switches set by ``openmessenger admin`` (e.g. maintenance).
+node_flags = Table(
+    "node_flags",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
 )

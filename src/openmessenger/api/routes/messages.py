@@ -43,6 +43,13 @@ async def send(
     return render.message(result.message)
 
 
+@router.get("/messages/{message_id}", response_model=MessageOut)
+async def message(message_id: str, caller: CurrentDevice, services: Services) -> MessageOut:
+    """One message your account sent or received; ``status`` follows delivery to
+    another node (``accepted``, then ``delivered`` or ``failed``)."""
+    return render.message(await services.messaging.message(caller, message_id))
+
+
 @router.get("/sync", response_model=SyncOut)
 async def sync(
     caller: CurrentDevice,

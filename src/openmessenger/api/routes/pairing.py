@@ -54,7 +54,9 @@ async def connect(
     body: ConnectIn, caller: CurrentDevice, services: Services, response: Response
 ) -> ContactOut:
     """Connect with an address using a pass code it issued. Any failure is one generic refusal."""
-    result = await services.pairing.connect(caller, body.address, body.pass_code)
+    result = await services.pairing.connect(
+        caller, body.address, body.pass_code, body.allow_replies
+    )
     if not result.created:
         response.status_code = status.HTTP_200_OK
     return render.contact(result.contact)

@@ -1,0 +1,95 @@
+"""The Openmsg endpoints, ``/openmsg/{endpoint}/``, as v1 peers expect them.
+
+Every answer is HTTP 200 with a JSON body, refusals included (v1 clients ignore
+the body of any other status): a body over the size limit is refused with
+SM_E008 before it is parsed, one that is not JSON with SM_E000. The handlers
+only read, call the federation service and render its answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from openmessenger.protocol import openmsg
+from openmessenger.protocol.openmsg import JsonObject, ResponseCode
+from openmessenger.services.federation import FederationService
+
+PREFIX = "/openmsg/"
+MAX_OPENMSG_BODY_BYTES = 32 * 1024
+"""Far above the largest valid v1 body (a 2,000-character text is a 10,720-character package)."""
+
+_HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+
+
+class OpenmsgMiddleware:
+    def __init__(self, app: ASGIApp, federation: FederationService) -> None:
+        self._app = app
+        self._handlers: dict[str, Callable[[object], Awaitable[JsonObject]]] = {
+            "auth": federation.auth,
+            "auth-confirm": federation.auth_confirm,
+            "message-receive": federation.message_receive,
+            "message-confirm": federation.message_confirm,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith(PREFIX):
+            await self._app(scope, receive, send)
+            return
+        handler = self._handlers.get(path[len(PREFIX) :].rstrip("/"))
+        if handler is None:
+            await self._app(scope, receive, send)  # a 404 like any unknown path
+            return
+        body = await _read_body(scope, receive)
+        if body is None:
+            answer = openmsg.error_body(
+                ResponseCode.MESSAGE_REJECTED_TEMP,
+                f"The body must be at most {MAX_OPENMSG_BODY_BYTES} bytes.",
+            )
+        elif scope["method"] != "POST":
+            answer = openmsg.error_body(ResponseCode.MESSAGE_DATA_MISSING, "Use POST.")
+        else:
+            try:
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                answer = openmsg.error_body(
+                    ResponseCode.MESSAGE_DATA_MISSING, "The body is not JSON."
+                )
+            else:
+                answer = await handler(data)
+        await _answer(send, answer)
+
+
+async def _read_body(scope: Scope, receive: Receive) -> bytes | None:
+    """The whole body, or None once it exceeds the limit (the rest is not read)."""
+    declared = dict(scope["headers"]).get(b"content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_OPENMSG_BODY_BYTES):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b""  # the peer went away; the answer goes nowhere
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_OPENMSG_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _answer(send: Send, answer: JsonObject) -> None:
+    payload = orjson.dumps(answer)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": openmsg.ANSWER_HTTP_STATUS,
+            "headers": [*_HEADERS, (b"content-length", str(len(payload)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})

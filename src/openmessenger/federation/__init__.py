@@ -1,0 +1,1 @@
+"""Federation adapters: outbound HTTPS to other Openmsg nodes."""

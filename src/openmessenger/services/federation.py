@@ -1,0 +1,383 @@
+"""Openmsg v1 between nodes: the handshake in both directions and received
+messages. The wire format is ``protocol.openmsg``; this is what the node does
+with it. Every answer is a JSON body for an HTTP 200 (the edge renders it).
+
+Refusals store nothing and tell the address owner nothing. A pass code that
+matched is held while the initiator's domain is asked to vouch (``auth-confirm/``)
+and given back if it does not, so an impostor cannot burn it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from openmessenger.core.envelope import AppendResult, ReceivedMessage
+from openmessenger.core.errors import PeerUnavailable, Refused
+from openmessenger.core.ids import (
+    Address,
+    ConversationId,
+    Domain,
+    MessageId,
+    ParsedAddress,
+    address_domain,
+)
+from openmessenger.core.records import Account, Contact, OpenmsgLink
+from openmessenger.protocol import openmsg
+from openmessenger.protocol.openmsg import JsonObject, ResponseCode
+from openmessenger.services.federation_gate import FederationGate
+from openmessenger.services.pairing import ConnectResult, PairingService
+from openmessenger.services.ports import (
+    Bus,
+    Clock,
+    FederationTransport,
+    PeerReply,
+    PeerUnreachable,
+    Secrets,
+    UnitOfWork,
+)
+
+log = logging.getLogger(__name__)
+
+LINK_PURPOSE = "openmsg-link"
+_IDENT_PURPOSE = "openmsg-ident"
+_HANDSHAKE_PURPOSE = "openmsg-handshake"
+HANDSHAKE_SECONDS = openmsg.MESSAGE_WINDOW_SECONDS
+
+
+@dataclass(frozen=True, slots=True)
+class LinkCodes:
+    """The codes and key of one Openmsg connection (both sides hold the same)."""
+
+    auth_code: str
+    ident_code: str
+    crypt_key: str
+
+    def seal(self, secrets: Secrets) -> str:
+        text = json.dumps([self.auth_code, self.ident_code, self.crypt_key])
+        return secrets.seal(LINK_PURPOSE, text)
+
+    @classmethod
+    def unseal(cls, secrets: Secrets, sealed: str) -> LinkCodes:
+        auth_code, ident_code, crypt_key = json.loads(secrets.unseal(LINK_PURPOSE, sealed))
+        return cls(auth_code, ident_code, crypt_key)
+
+    @property
+    def key(self) -> bytes:
+        return openmsg.parse_crypt_key(self.crypt_key)
+
+
+def ident_hmac(secrets: Secrets, ident_code: str) -> str:
+    return secrets.hmac(_IDENT_PURPOSE, ident_code)
+
+
+def wire_name(account: Account) -> str:
+    """v1 requires a name; an account without one goes by its number."""
+    return account.display_name or account.address.split("*", 1)[0]
+
+
+ReceiveLog = Callable[[ReceivedMessage], Awaitable[AppendResult | None]]
+"""Stores one received message (group-committed); None when its nonce was taken."""
+
+ConfirmLookup = Callable[[str, str], Awaitable[bool]]
+"""``(message_hash, nonce)``: is this one of our messages being sent right now?"""
+
+
+class _Refusal(Exception):
+    def __init__(self, code: ResponseCode, message: str | None = None) -> None:
+        super().__init__(code.value)
+        self.code = code
+        self.message = message
+
+
+class FederationService:
+    def __init__(
+        self,
+        *,
+        uow: UnitOfWork,
+        clock: Clock,
+        secrets: Secrets,
+        domain: Domain,
+        transport: FederationTransport,
+        gate: FederationGate,
+        pairing: PairingService,
+        bus: Bus,
+        receive_log: ReceiveLog,
+        confirm_lookup: ConfirmLookup,
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._secrets = secrets
+        self._domain = domain
+        self._transport = transport
+        self._gate = gate
+        self._pairing = pairing
+        self._bus = bus
+        self._receive_log = receive_log
+        self._confirm_lookup = confirm_lookup
+
+    # --- we start a handshake ------------------------------------------------------
+
+    async def connect(
+        self, initiator: Account, target: ParsedAddress, pass_code: str, allow_replies: bool
+    ) -> ConnectResult:
+        """Redeem a pass code issued on another node (``auth/`` there)."""
+        if await self._gate.is_blocked(target.domain):
+            raise Refused()
+        now = self._clock.now()
+        request = openmsg.AuthRequest(
+            receiving_openmsg_address_id=target.number,
+            pass_code=pass_code,
+            sending_openmsg_address=initiator.address,
+            sending_openmsg_address_name=wire_name(initiator),
+            sending_allow_replies=allow_replies,
+        )
+        proof = openmsg.passcode_hash(pass_code, initiator.address, target.address)
+        proof_hmac = self._secrets.hmac(_HANDSHAKE_PURPOSE, proof)
+        async with self._uow() as tx:
+            await tx.federation.add_handshake(
+                proof_hmac, target.address, now + timedelta(seconds=HANDSHAKE_SECONDS)
+            )
+            await tx.commit()
+        try:
+            reply = await self._post(target.domain, "auth", request.to_wire())
+        finally:
+            async with self._uow() as tx:
+                await tx.federation.end_handshake(proof_hmac, self._clock.now())
+                await tx.commit()
+        answer = openmsg.read_answer(reply.body) if reply.status == 200 else None
+        if answer is None or not answer.ok:
+            raise Refused()
+        try:
+            accepted = openmsg.parse_auth_success_answer(reply.body)
+        except openmsg.RemoteProtocolError as exc:
+            log.warning("a malformed auth/ answer from %s: %s", target.domain, exc)
+            raise Refused() from None
+        codes = LinkCodes(accepted.auth_code, accepted.ident_code, accepted.message_crypt_key)
+        return await self._store_connection(
+            initiator,
+            target.address,
+            accepted.receiving_openmsg_address_name,
+            codes,
+            accepts_messages=allow_replies,
+            peer_accepts_messages=True,
+        )
+
+    # --- a peer starts a handshake (auth/) ---------------------------------------------
+
+    async def auth(self, body: object) -> JsonObject:
+        return await self._answer(self._auth, body)
+
+    async def _auth(self, body: object) -> JsonObject:
+        request = openmsg.parse_auth_request(body)
+        initiator = request.sending_address
+        initiator_domain = address_domain(initiator)
+        await self._admit(initiator_domain, initiator, handshake=True)
+        if initiator_domain == self._domain:
+            raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "Refused.")
+        target_address = Address(f"{request.receiving_openmsg_address_id}*{self._domain}")
+        reservation = await self._pairing.reserve(target_address, initiator, request.pass_code)
+        if reservation is None:
+            raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "Refused.")
+        # Whoever knows the code must also be speaking for the initiator's domain.
+        proof = openmsg.passcode_hash(
+            request.pass_code, request.sending_openmsg_address, target_address
+        )
+        vouched = await self._vouched(
+            initiator_domain,
+            "auth-confirm",
+            openmsg.AuthConfirmRequest(
+                receiving_openmsg_address=target_address, passcode_hash=proof
+            ).to_wire(),
+        )
+        if not vouched:
+            await self._pairing.release(reservation)
+            raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "Refused.")
+        codes = LinkCodes(
+            openmsg.new_auth_code(), openmsg.new_ident_code(), openmsg.new_message_crypt_key()
+        )
+        await self._store_connection(
+            reservation.target,
+            initiator,
+            request.sending_openmsg_address_name,
+            codes,
+            accepts_messages=True,
+            peer_accepts_messages=request.sending_allow_replies,
+        )
+        return openmsg.AuthSuccessAnswer(
+            auth_code=codes.auth_code,
+            ident_code=codes.ident_code,
+            message_crypt_key=codes.crypt_key,
+            receiving_openmsg_address_name=wire_name(reservation.target),
+        ).to_wire()
+
+    # --- a peer checks that we started a handshake (auth-confirm/) ----------------------
+
+    async def auth_confirm(self, body: object) -> JsonObject:
+        return await self._answer(self._auth_confirm, body)
+
+    async def _auth_confirm(self, body: object) -> JsonObject:
+        request = openmsg.parse_auth_confirm_request(body)
+        proof_hmac = self._secrets.hmac(_HANDSHAKE_PURPOSE, request.passcode_hash)
+        async with self._uow() as tx:
+            pending = await tx.federation.handshake_pending(
+                proof_hmac, request.receiving_address, self._clock.now()
+            )
+        if not pending:
+            raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "No such handshake from this node.")
+        return openmsg.success_body()
+
+    # --- a peer sends a message (message-receive/) -----------------------------------------
+
+    async def message_receive(self, body: object) -> JsonObject:
+        return await self._answer(self._message_receive, body)
+
+    async def _message_receive(self, body: object) -> JsonObject:
+        request = openmsg.parse_message_receive_request(body)
+        async with self._uow() as tx:
+            link = await tx.federation.link_by_ident(ident_hmac(self._secrets, request.ident_code))
+        owner_number = link.owner_address.split("*", 1)[0] if link else None
+        if link is None or owner_number != request.receiving_openmsg_address_id:
+            raise _Refusal(ResponseCode.IDENT_CODE_INVALID)
+        peer_domain = address_domain(link.peer_address)
+        await self._admit(peer_domain, link.peer_address)
+        if not link.accepts_messages:
+            raise _Refusal(ResponseCode.MESSAGE_REJECTED_BYUSER)
+        codes = LinkCodes.unseal(self._secrets, link.sealed)
+        expected = openmsg.message_hash(
+            request.message_package, codes.auth_code, request.message_salt,
+            request.message_timestamp,
+        )
+        if not openmsg.hashes_match(expected, request.message_hash):
+            raise _Refusal(ResponseCode.MESSAGE_HASH_INVALID)
+        now = self._clock.now()
+        if not openmsg.within_window(request.message_timestamp, int(now.timestamp())):
+            raise _Refusal(ResponseCode.MESSAGE_EXPIRED)
+        nonce = openmsg.b64url_encode(
+            openmsg.b64url_decode(request.message_package)[: openmsg.NONCE_BYTES]
+        )
+        vouched = await self._vouched(
+            peer_domain,
+            "message-confirm",
+            openmsg.MessageConfirmRequest(
+                message_hash=request.message_hash, message_nonce=nonce
+            ).to_wire(),
+        )
+        if not vouched:
+            raise _Refusal(ResponseCode.MESSAGE_UNKNOWN)
+        text, _ = openmsg.open_package(request.message_package, codes.key)
+        stored = await self._receive_log(
+            ReceivedMessage(
+                message_id=MessageId(self._secrets.identifier()),
+                conversation_id=link.conversation_id,
+                recipient_account=link.owner_account_id,
+                recipient=link.owner_address,
+                sender=link.peer_address,
+                nonce=nonce,
+                body=text,
+                sent_at=now,
+            )
+        )
+        if stored is None:
+            raise _Refusal(ResponseCode.MESSAGE_NONCE_ERROR)
+        if request.sending_openmsg_address_name is not None:
+            await self._rename_peer(link, request.sending_openmsg_address_name)
+        await self._bus.publish(stored.events)
+        return openmsg.message_accepted_body()
+
+    # --- a peer checks that we sent a message (message-confirm/) ----------------------------
+
+    async def message_confirm(self, body: object) -> JsonObject:
+        return await self._answer(self._message_confirm, body)
+
+    async def _message_confirm(self, body: object) -> JsonObject:
+        request = openmsg.parse_message_confirm_request(body)
+        if not await self._confirm_lookup(request.message_hash, request.message_nonce):
+            raise _Refusal(ResponseCode.MESSAGE_UNKNOWN)
+        return openmsg.success_body()
+
+    # --- shared -------------------------------------------------------------------------
+
+    async def _answer(
+        self, handler: Callable[[object], Awaitable[JsonObject]], body: object
+    ) -> JsonObject:
+        try:
+            return await handler(body)
+        except _Refusal as refusal:
+            return openmsg.error_body(refusal.code, refusal.message)
+        except openmsg.RemoteProtocolError as exc:
+            return openmsg.error_body(exc.response_code, exc.message)
+
+    async def _admit(
+        self, domain: Domain, address: Address | None = None, *, handshake: bool = False
+    ) -> None:
+        code = await self._gate.refusal(domain, address, handshake=handshake)
+        if code is not None:
+            raise _Refusal(code)
+
+    async def _post(self, domain: Domain, endpoint: str, body: JsonObject) -> PeerReply:
+        try:
+            return await self._transport.post_json(openmsg.endpoint_url(domain, endpoint), body)
+        except PeerUnreachable as exc:
+            log.info("%s/%s unreachable: %s", domain, endpoint, exc)
+            raise PeerUnavailable(domain) from None
+
+    async def _vouched(self, domain: Domain, endpoint: str, body: JsonObject) -> bool:
+        """Ask ``domain`` to confirm a request that claims to come from it."""
+        try:
+            reply = await self._post(domain, endpoint, body)
+        except PeerUnavailable:
+            return False
+        return reply.status == openmsg.ANSWER_HTTP_STATUS and openmsg.read_answer(reply.body).ok
+
+    async def _store_connection(
+        self,
+        owner: Account,
+        peer: Address,
+        peer_name: str,
+        codes: LinkCodes,
+        *,
+        accepts_messages: bool,
+        peer_accepts_messages: bool,
+    ) -> ConnectResult:
+        """Create the connection (or renew its codes: a new handshake replaces them)."""
+        now = self._clock.now()
+        async with self._uow() as tx:
+            contact = await tx.connections.get(owner.id, peer)
+            created = contact is None
+            if contact is None:
+                conversation_id = ConversationId(self._secrets.identifier())
+                await tx.connections.create_conversation(conversation_id, now)
+                contact = Contact(
+                    owner.id,
+                    peer,
+                    peer_name,
+                    conversation_id,
+                    now,
+                    accepts_messages=accepts_messages,
+                    peer_accepts_messages=peer_accepts_messages,
+                )
+                await tx.connections.add(contact)
+            else:
+                await tx.connections.update_remote(
+                    owner.id,
+                    peer,
+                    display_name=peer_name,
+                    peer_accepts_messages=peer_accepts_messages,
+                )
+            await tx.federation.put_link(
+                owner.id, peer, ident_hmac(self._secrets, codes.ident_code),
+                codes.seal(self._secrets), now,
+            )
+            await tx.commit()
+        return ConnectResult(contact, created)
+
+    async def _rename_peer(self, link: OpenmsgLink, name: str) -> None:
+        async with self._uow() as tx:
+            await tx.connections.update_remote(
+                link.owner_account_id, link.peer_address, display_name=name
+            )
+            await tx.commit()

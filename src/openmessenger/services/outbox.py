@@ -1,0 +1,287 @@
+"""The federation outbox: messages to addresses on other nodes, sent over
+Openmsg v1 until the receiving node takes them, or until the give-up time.
+
+A send writes the message and its outbox entry in one transaction; the sender
+is woken at once and posts ``message-receive/``. An answer of SM_S888 means
+delivered; SM_E007 too (the receiver already has this package, from an
+attempt whose answer we never saw). Unreachable peers and temporary refusals
+are retried with exponential backoff; a retry later than v1's 60-second window
+carries a fresh salt, timestamp and hash over the same package (same nonce).
+Entries are leased, so several processes never send one message at once, and a
+restart picks up whatever was not settled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Sequence
+from datetime import timedelta
+
+from openmessenger.core.envelope import OutboundSeal
+from openmessenger.core.errors import InvalidInput, Refused
+from openmessenger.core.ids import Domain, MessageId, address_domain
+from openmessenger.core.records import OutboxItem, OutboxOutcome, OutboxVerdict
+from openmessenger.protocol import openmsg
+from openmessenger.protocol.openmsg import ResponseCode
+from openmessenger.services.federation import LinkCodes
+from openmessenger.services.federation_gate import FederationGate
+from openmessenger.services.ports import (
+    Clock,
+    FederationTransport,
+    PeerUnreachable,
+    Secrets,
+    UnitOfWork,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_SECONDS = 300.0
+_LEASE = timedelta(seconds=120)
+# A hash this close to the end of its window is renewed before it is sent.
+_FRESH_MARGIN_SECONDS = 15
+_DELIVERED = frozenset({ResponseCode.SUCCESS, ResponseCode.MESSAGE_NONCE_ERROR})
+# Answers no retry can change: the receiver has refused this message for good.
+_FINAL_REFUSALS = frozenset(
+    {
+        ResponseCode.IDENT_CODE_INVALID,
+        ResponseCode.MESSAGE_REJECTED_BYUSER,
+        ResponseCode.MESSAGE_HASH_INVALID,
+        ResponseCode.MESSAGE_DECRYPTION_ERROR,
+        ResponseCode.MESSAGE_REJECTED_PERM,
+    }
+)
+
+
+def backoff_seconds(attempts: int, rng: random.Random) -> float:
+    """1 s, 2 s, 4 s ... up to five minutes, each ±20 % so retries spread out."""
+    base = min(MAX_BACKOFF_SECONDS, 2.0 ** max(0, attempts - 1))
+    return base * rng.uniform(0.8, 1.2)
+
+
+class OutboxSender:
+    def __init__(
+        self,
+        *,
+        uow: UnitOfWork,
+        clock: Clock,
+        secrets: Secrets,
+        transport: FederationTransport,
+        gate: FederationGate,
+        give_up_after: timedelta,
+        batch: int = 256,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._secrets = secrets
+        self._transport = transport
+        self._gate = gate
+        self._give_up_after = give_up_after
+        self._batch = batch
+        self._poll_seconds = poll_seconds
+        self._rng = random.Random()  # noqa: S311 - jitter, not a secret
+        self._fresh: list[MessageId] = []
+        self._wake = asyncio.Event()
+        self._in_flight: dict[str, str] = {}  # nonce -> hash being sent right now
+        self._attempts: set[asyncio.Task[None]] = set()
+        self._settling: list[OutboxOutcome] = []
+        self._settler: asyncio.Task[None] | None = None
+        self._runner: asyncio.Task[None] | None = None
+
+    # --- what the messaging service calls ----------------------------------------
+
+    async def seal(self, recipient_domain: Domain, body: str) -> OutboundSeal:
+        """The Openmsg seal of a new message to ``recipient_domain``."""
+        if await self._gate.is_blocked(recipient_domain):
+            raise Refused()
+        if len(body) > openmsg.MAX_MESSAGE_TEXT_CHARS:
+            raise InvalidInput(
+                "body",
+                f"must be at most {openmsg.MAX_MESSAGE_TEXT_CHARS} characters "
+                "for an address on another node",
+            )
+        now = self._clock.now()
+        return OutboundSeal(
+            nonce=openmsg.b64url_encode(openmsg.new_message_nonce()),
+            salt=openmsg.new_message_salt(),
+            attempt_ts=int(now.timestamp()),
+            give_up_at=now + self._give_up_after,
+        )
+
+    def notify(self, message_id: MessageId) -> None:
+        """A message just joined the outbox: send it now."""
+        self._fresh.append(message_id)
+        self._wake.set()
+
+    def kick(self) -> None:
+        """Look for due messages now (after the clock moved)."""
+        self._wake.set()
+
+    async def is_ours(self, message_hash: str, nonce: str) -> bool:
+        """``message-confirm/``: is this the hash of one of our messages in its window?"""
+        in_flight = self._in_flight.get(nonce)
+        if in_flight is not None:
+            return openmsg.hashes_match(in_flight, message_hash)
+        async with self._uow() as tx:  # sent by another process of this node
+            item = await tx.federation.outbox_by_nonce(nonce)
+        if item is None or item.sealed_link is None:
+            return False
+        now = int(self._clock.now().timestamp())
+        return openmsg.within_window(item.attempt_ts, now) and openmsg.hashes_match(
+            self._hash(item, LinkCodes.unseal(self._secrets, item.sealed_link)), message_hash
+        )
+
+    # --- the loop -----------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._runner is None:
+            self._runner = asyncio.create_task(self._run(), name="openmsg-outbox")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._runner, *self._attempts) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._runner = None
+        if self._settling:
+            await self._settle_now()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                claimed = await self._claim()
+            except Exception:
+                log.exception("reading the outbox failed")
+                claimed = []
+            for item in claimed:
+                task = asyncio.create_task(self._attempt(item))
+                self._attempts.add(task)
+                task.add_done_callback(self._attempts.discard)
+            if claimed and (self._fresh or len(claimed) == self._batch):
+                continue
+            self._wake.clear()
+            if self._fresh:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
+
+    async def _claim(self) -> list[OutboxItem]:
+        now = self._clock.now()
+        fresh, self._fresh = self._fresh[: self._batch], self._fresh[self._batch :]
+        async with self._uow() as tx:
+            if fresh:
+                items = await tx.federation.claim_due(now, now + _LEASE, len(fresh), fresh)
+            else:
+                items = await tx.federation.claim_due(now, now + _LEASE, self._batch)
+            await tx.commit()
+        return items
+
+    async def _attempt(self, item: OutboxItem) -> None:
+        try:
+            outcome = await self._send(item)
+        except Exception:
+            log.exception("sending message %s failed unexpectedly", item.message_id)
+            outcome = self._retry(item)
+        self._settling.append(outcome)
+        if self._settler is None or self._settler.done():
+            self._settler = asyncio.create_task(self._settle_soon())
+
+    async def _send(self, item: OutboxItem) -> OutboxOutcome:
+        now = self._clock.now()
+        if item.sealed_link is None or now >= item.give_up_at:
+            return OutboxOutcome(item.message_id, OutboxVerdict.FAILED)
+        peer_domain = address_domain(item.peer_address)
+        if await self._gate.is_blocked(peer_domain):
+            return OutboxOutcome(item.message_id, OutboxVerdict.FAILED)
+        codes = LinkCodes.unseal(self._secrets, item.sealed_link)
+        now_ts = int(now.timestamp())
+        if now_ts - item.attempt_ts > openmsg.MESSAGE_WINDOW_SECONDS - _FRESH_MARGIN_SECONDS:
+            item = await self._renew(item, now_ts)
+        package = openmsg.package_message(item.body, codes.key, openmsg.b64url_decode(item.nonce))
+        message_hash = self._hash(item, codes, package)
+        request = openmsg.MessageReceiveRequest(
+            receiving_openmsg_address_id=item.peer_address.split("*", 1)[0],
+            ident_code=codes.ident_code,
+            message_package=package,
+            message_hash=message_hash,
+            message_salt=item.salt,
+            message_timestamp=item.attempt_ts,
+        )
+        self._in_flight[item.nonce] = message_hash
+        try:
+            reply = await self._transport.post_json(
+                openmsg.endpoint_url(peer_domain, "message-receive"), request.to_wire()
+            )
+        except PeerUnreachable as exc:
+            log.info("message %s: %s unreachable (%s)", item.message_id, peer_domain, exc)
+            return self._retry(item)
+        finally:
+            self._in_flight.pop(item.nonce, None)
+        answer = openmsg.read_answer(reply.body)
+        if reply.status != openmsg.ANSWER_HTTP_STATUS:
+            return self._retry(item)
+        if answer.ok or answer.response_code in _DELIVERED:
+            return OutboxOutcome(item.message_id, OutboxVerdict.DELIVERED)
+        log.info("message %s refused by %s: %s", item.message_id, peer_domain, answer.response_code)
+        if answer.response_code in _FINAL_REFUSALS:
+            return OutboxOutcome(item.message_id, OutboxVerdict.FAILED)
+        return self._retry(item)
+
+    def _hash(self, item: OutboxItem, codes: LinkCodes, package: str | None = None) -> str:
+        if package is None:
+            package = openmsg.package_message(
+                item.body, codes.key, openmsg.b64url_decode(item.nonce)
+            )
+        return openmsg.message_hash(package, codes.auth_code, item.salt, item.attempt_ts)
+
+    async def _renew(self, item: OutboxItem, now_ts: int) -> OutboxItem:
+        """A fresh salt and timestamp, stored before use so that our answer to
+        the receiver's ``message-confirm/`` finds them (any process)."""
+        salt = openmsg.new_message_salt()
+        async with self._uow() as tx:
+            await tx.federation.refresh_attempt(item.message_id, salt, now_ts)
+            await tx.commit()
+        return OutboxItem(
+            message_id=item.message_id,
+            owner_account_id=item.owner_account_id,
+            sender=item.sender,
+            peer_address=item.peer_address,
+            body=item.body,
+            nonce=item.nonce,
+            salt=salt,
+            attempt_ts=now_ts,
+            attempts=item.attempts,
+            give_up_at=item.give_up_at,
+            sealed_link=item.sealed_link,
+        )
+
+    def _retry(self, item: OutboxItem) -> OutboxOutcome:
+        now = self._clock.now()
+        if now >= item.give_up_at:
+            return OutboxOutcome(item.message_id, OutboxVerdict.FAILED)
+        delay = timedelta(seconds=backoff_seconds(item.attempts, self._rng))
+        # The last attempt falls on the give-up time; failing there is then final.
+        return OutboxOutcome(
+            item.message_id, OutboxVerdict.RETRY, min(now + delay, item.give_up_at)
+        )
+
+    async def _settle_soon(self) -> None:
+        # Outcomes that arrive while a settle is being written go in the next one.
+        while self._settling:
+            await asyncio.sleep(0)
+            await self._settle_now()
+
+    async def _settle_now(self) -> None:
+        batch, self._settling = self._settling, []
+        try:
+            await self._write(batch)
+        except Exception:
+            log.exception("recording %d outbox outcomes failed; the leases expire", len(batch))
+
+    async def _write(self, outcomes: Sequence[OutboxOutcome]) -> None:
+        async with self._uow() as tx:
+            await tx.federation.settle(outcomes)
+            await tx.commit()
