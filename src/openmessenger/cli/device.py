@@ -128,14 +128,17 @@ def code(
 def connect(
     address: Annotated[str, typer.Argument(help="Their address, e.g. 4821937*chat.example.org")],
     pass_code: Annotated[str, typer.Argument(metavar="CODE", help="The pass code they gave you")],
+    no_replies: Annotated[
+        bool, typer.Option("--no-replies", help="You send; they cannot answer")
+    ] = False,
     server: ServerOption = None,
     profile: ProfileOption = DEFAULT_PROFILE,
     json_: JsonOption = False,
 ) -> None:
-    """Connect with an address using a pass code its owner gave you."""
+    """Connect with an address (on this node or another) using a pass code its owner gave you."""
 
     async def action(client: Client) -> None:
-        contact = await client.connect(address, pass_code)
+        contact = await client.connect(address, pass_code, allow_replies=not no_replies)
         text = f"connected with {_who(contact.address, contact.display_name)}"
         _print(_contact_json(contact), text, json_)
 
@@ -159,6 +162,14 @@ def contacts(
 def send(
     address: Annotated[str, typer.Argument(help="A contact's address")],
     text: Annotated[str, typer.Argument(help="The message")],
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Wait until the receiving node has it (delivered) or the node gives up "
+            "(failed); exit 1 unless delivered",
+        ),
+    ] = False,
     server: ServerOption = None,
     profile: ProfileOption = DEFAULT_PROFILE,
     json_: JsonOption = False,
@@ -167,7 +178,13 @@ def send(
 
     async def action(client: Client) -> None:
         message = await client.send(address, text)
-        _print(_message_json(message), _message_text(message, _Names(client)), json_)
+        text_line = _message_text(message, _Names(client))
+        if wait:
+            message = await client.wait_until_settled(message)
+            text_line = f"{text_line}\t{message.status}"
+        _print(_message_json(message), text_line, json_)
+        if wait and message.status != "delivered":
+            _fail(f"not delivered: {message.status}", EXIT_ERROR)
 
     _run(server, profile, action)
 
@@ -351,6 +368,8 @@ def _contact_json(contact: Contact) -> dict[str, Any]:
         "display_name": contact.display_name,
         "conversation_id": contact.conversation_id,
         "connected_at": rfc3339(contact.connected_at),
+        "accepts_messages": contact.accepts_messages,
+        "peer_accepts_messages": contact.peer_accepts_messages,
     }
 
 

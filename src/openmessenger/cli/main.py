@@ -44,7 +44,9 @@ def serve(
     ] = None,
     federation_proxy: Annotated[
         str | None,
-        typer.Option(help="Send all federation traffic through this proxy, e.g. socks5h://127.0.0.1:9050"),
+        typer.Option(
+            help="Send all federation traffic through this proxy, e.g. socks5h://127.0.0.1:9050"
+        ),
     ] = None,
     federation_proxy_required: Annotated[
         bool | None,

@@ -43,6 +43,10 @@ PAGE_SIZE = 100
 SEND_ATTEMPTS = 3
 """A send is retried after a network failure; its client_txn_id makes that safe."""
 RETRY_DELAYS_SECONDS = (0.2, 1.0)
+# How often wait_until_settled asks: soon at first (most deliveries take
+# milliseconds), then at most once a second.
+WAIT_FIRST_PAUSE_SECONDS = 0.02
+WAIT_MAX_PAUSE_SECONDS = 1.0
 STREAM_RECONNECT_ATTEMPTS = 8
 """Consecutive failed reconnects before ``listen`` gives up (about a minute)."""
 STREAM_MAX_DELAY_SECONDS = 10.0
@@ -130,12 +134,17 @@ class Client:
     async def withdraw_code(self, code_id: str) -> None:
         await self._call("DELETE", f"/codes/{quote(code_id, safe='')}")
 
-    async def connect(self, address: str, pass_code: str) -> Contact:
-        """Connect with ``address`` using a pass code its owner gave you.
+    async def connect(self, address: str, pass_code: str, *, allow_replies: bool = True) -> Contact:
+        """Connect with ``address`` using a pass code its owner gave you; the
+        address may be on another node. ``allow_replies=False``: you send, it
+        cannot answer.
 
         Raises RefusedError, without saying why, for a wrong, used or expired
         code and for an unknown address alike."""
-        body = transport.request_body(wire.ConnectIn, {"address": address, "pass_code": pass_code})
+        body = transport.request_body(
+            wire.ConnectIn,
+            {"address": address, "pass_code": pass_code, "allow_replies": allow_replies},
+        )
         response = await self._call("POST", "/connections", body=body)
         return Contact.from_wire(transport.parse_response(wire.ContactOut, response))
 
@@ -162,6 +171,22 @@ class Client:
                     raise
                 await asyncio.sleep(RETRY_DELAYS_SECONDS[attempt])
         return Message.from_wire(transport.parse_response(wire.MessageOut, response))
+
+    async def message(self, message_id: str) -> Message:
+        """One message this account sent or received, with its current ``status``."""
+        response = await self._call("GET", f"/messages/{message_id}")
+        return Message.from_wire(transport.parse_response(wire.MessageOut, response))
+
+    async def wait_until_settled(self, message: Message) -> Message:
+        """Wait until a sent message is ``delivered`` or ``failed``. A message to
+        another node settles when that node answers, or at the node's give-up time;
+        one to this node's own addresses is delivered at once."""
+        pause = WAIT_FIRST_PAUSE_SECONDS
+        while message.status == "accepted":
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, WAIT_MAX_PAUSE_SECONDS)
+            message = await self.message(message.id)
+        return message
 
     async def sync(self) -> list[Message]:
         """Messages that arrived after the saved cursor, oldest first; the cursor

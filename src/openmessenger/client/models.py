@@ -78,6 +78,10 @@ class Contact:
     display_name: str | None
     conversation_id: ConversationId
     connected_at: datetime
+    accepts_messages: bool = True
+    """You take messages from this contact."""
+    peer_accepts_messages: bool = True
+    """This contact takes your messages (False: it connected without replies)."""
 
     @classmethod
     def from_wire(cls, contact: wire.ContactOut) -> Contact:
@@ -86,6 +90,8 @@ class Contact:
             display_name=contact.display_name,
             conversation_id=ConversationId(contact.conversation_id),
             connected_at=contact.connected_at,
+            accepts_messages=contact.accepts_messages,
+            peer_accepts_messages=contact.peer_accepts_messages,
         )
 
 

@@ -248,7 +248,9 @@ class FederationService:
             raise _Refusal(ResponseCode.MESSAGE_REJECTED_BYUSER)
         codes = LinkCodes.unseal(self._secrets, link.sealed)
         expected = openmsg.message_hash(
-            request.message_package, codes.auth_code, request.message_salt,
+            request.message_package,
+            codes.auth_code,
+            request.message_salt,
             request.message_timestamp,
         )
         if not openmsg.hashes_match(expected, request.message_hash):
@@ -369,8 +371,11 @@ class FederationService:
                     peer_accepts_messages=peer_accepts_messages,
                 )
             await tx.federation.put_link(
-                owner.id, peer, ident_hmac(self._secrets, codes.ident_code),
-                codes.seal(self._secrets), now,
+                owner.id,
+                peer,
+                ident_hmac(self._secrets, codes.ident_code),
+                codes.seal(self._secrets),
+                now,
             )
             await tx.commit()
         return ConnectResult(contact, created)

@@ -194,9 +194,7 @@ class SqlFederation(Repository):
             .where(openmsg_outbox.c.message_id.in_(ids))
             .values(lease_until=lease_until, attempts=openmsg_outbox.c.attempts + 1)
         )
-        rows = await self._conn.execute(
-            _outbox_query().where(openmsg_outbox.c.message_id.in_(ids))
-        )
+        rows = await self._conn.execute(_outbox_query().where(openmsg_outbox.c.message_id.in_(ids)))
         return [_outbox_item(r) for r in rows]
 
     async def outbox_by_nonce(self, nonce: str) -> OutboxItem | None:
@@ -266,6 +264,4 @@ class SqlFederation(Repository):
 
     async def set_flag(self, name: str, value: str, now: datetime) -> None:
         await self._conn.execute(delete(node_flags).where(node_flags.c.name == name))
-        await self._conn.execute(
-            insert(node_flags).values(name=name, value=value, updated_at=now)
-        )
+        await self._conn.execute(insert(node_flags).values(name=name, value=value, updated_at=now))

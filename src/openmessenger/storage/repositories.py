@@ -293,7 +293,11 @@ class SqlConnections(Repository):
         )
 
     async def update_remote(
-        self, owner: AccountId, address: Address, *, display_name: str | None = None,
+        self,
+        owner: AccountId,
+        address: Address,
+        *,
+        display_name: str | None = None,
         peer_accepts_messages: bool | None = None,
     ) -> None:
         """What a remote peer's node told us about it since (name, allow replies)."""
@@ -447,8 +451,10 @@ class SqlMessages(Repository):
                 results.append(None)  # filled in below: the same message as the first
                 continue
             contact = contacts.get((request.sender_account, request.recipient))
-            if contact is None or not contact.peer_accepts or (
-                (contact.recipient_account is None) != (request.outbound is not None)
+            if (
+                contact is None
+                or not contact.peer_accepts
+                or ((contact.recipient_account is None) != (request.outbound is not None))
             ):
                 # Not connected, not taking messages, or a local/remote mix-up
                 # (a remote address is sent only with its Openmsg seal).

@@ -48,9 +48,7 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("hash_hmac", name=op.f("pk_openmsg_handshakes")),
     )
-    op.create_index(
-        op.f("ix_openmsg_handshakes_expires_at"), "openmsg_handshakes", ["expires_at"]
-    )
+    op.create_index(op.f("ix_openmsg_handshakes_expires_at"), "openmsg_handshakes", ["expires_at"])
     op.create_table(
         "openmsg_outbox",
         sa.Column("message_id", sa.String(length=32), nullable=False),
