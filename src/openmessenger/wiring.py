@@ -27,6 +27,7 @@ from openmessenger.services.messaging import MessagingService
 from openmessenger.services.node import NodeServices
 from openmessenger.services.outbox import OutboxSender
 from openmessenger.services.pairing import PairingService
+from openmessenger.services.peers import PeerDirectory
 from openmessenger.services.ports import Clock, FederationTransport
 from openmessenger.settings import Settings
 from openmessenger.storage.database import Database, connect_and_migrate, is_sqlite, normalise_url
@@ -81,6 +82,7 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
             auth_per_domain=settings.openmsg_auth_rate_limit,
         ),
     )
+    directory = PeerDirectory(transport, clock)
     outbox = OutboxSender(
         uow=uow,
         clock=clock,
@@ -88,6 +90,8 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
         transport=transport,
         gate=gate,
         give_up_after=timedelta(seconds=settings.federation_give_up_seconds),
+        domain=domain,
+        directory=directory,
     )
     pairing = PairingService(uow, clock, secrets, domain)
     federation = FederationService(
@@ -101,6 +105,7 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
         bus=bus,
         receive_log=GroupCommitReceiveLog(uow).append,
         confirm_lookup=outbox.is_ours,
+        directory=directory,
     )
     pairing.remote = federation
     services = NodeServices(

@@ -20,6 +20,8 @@ from openmessenger.services.federation import FederationService
 PREFIX = "/openmsg/"
 MAX_OPENMSG_BODY_BYTES = 32 * 1024
 """Far above the largest valid v1 body (a 2,000-character text is a 10,720-character package)."""
+MAX_LONG_BODY_BYTES = 512 * 1024
+"""The long-text extension: 65,536 characters make a package of at most 349,588."""
 
 _HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
 
@@ -27,6 +29,7 @@ _HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-stor
 class OpenmsgMiddleware:
     def __init__(self, app: ASGIApp, federation: FederationService) -> None:
         self._app = app
+        self._federation = federation
         self._handlers: dict[str, Callable[[object], Awaitable[JsonObject]]] = {
             "auth": federation.auth,
             "auth-confirm": federation.auth_confirm,
@@ -37,18 +40,21 @@ class OpenmsgMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
         if scope["type"] != "http" or not path.startswith(PREFIX):
-            await self._app(scope, receive, send)
+            if scope["type"] == "http" and path == openmsg.DESCRIPTOR_PATH:
+                await _answer(send, self._federation.descriptor())
+            else:
+                await self._app(scope, receive, send)
+            return
+        if path.rstrip("/") == openmsg.LONG_MESSAGE_PATH.rstrip("/"):
+            await self._long_message(scope, receive, send)
             return
         handler = self._handlers.get(path[len(PREFIX) :].rstrip("/"))
         if handler is None:
             await self._app(scope, receive, send)  # a 404 like any unknown path
             return
-        body = await _read_body(scope, receive)
+        body = await _read_body(scope, receive, MAX_OPENMSG_BODY_BYTES)
         if body is None:
-            answer = openmsg.error_body(
-                ResponseCode.MESSAGE_REJECTED_TEMP,
-                f"The body must be at most {MAX_OPENMSG_BODY_BYTES} bytes.",
-            )
+            answer = _too_large(MAX_OPENMSG_BODY_BYTES)
         elif scope["method"] != "POST":
             answer = openmsg.error_body(ResponseCode.MESSAGE_DATA_MISSING, "Use POST.")
         else:
@@ -62,11 +68,27 @@ class OpenmsgMiddleware:
                 answer = await handler(data)
         await _answer(send, answer)
 
+    async def _long_message(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Signed over the exact bytes, so the service gets them unparsed.
+        body = await _read_body(scope, receive, MAX_LONG_BODY_BYTES)
+        if body is None:
+            answer = _too_large(MAX_LONG_BODY_BYTES)
+        else:
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            answer = await self._federation.long_message_receive(body, headers)
+        await _answer(send, answer)
 
-async def _read_body(scope: Scope, receive: Receive) -> bytes | None:
+
+def _too_large(limit: int) -> JsonObject:
+    return openmsg.error_body(
+        ResponseCode.MESSAGE_REJECTED_TEMP, f"The body must be at most {limit} bytes."
+    )
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
     """The whole body, or None once it exceeds the limit (the rest is not read)."""
     declared = dict(scope["headers"]).get(b"content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_OPENMSG_BODY_BYTES):
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
         return None
     chunks: list[bytes] = []
     size = 0
@@ -76,7 +98,7 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes | None:
             return b""  # the peer went away; the answer goes nowhere
         chunk: bytes = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_OPENMSG_BODY_BYTES:
+        if size > limit:
             return None
         chunks.append(chunk)
         if not message.get("more_body", False):

@@ -16,7 +16,7 @@ import uuid
 
 from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.secret import SecretBox
-from nacl.signing import VerifyKey
+from nacl.signing import SigningKey, VerifyKey
 
 MIN_NODE_SECRET_BYTES = 32
 
@@ -50,6 +50,9 @@ class NodeSecrets:
         if len(node_secret) < MIN_NODE_SECRET_BYTES:
             raise ValueError(f"the node secret must be at least {MIN_NODE_SECRET_BYTES} bytes")
         self._key = node_secret
+        # The node's signing key follows from its secret: nothing more to keep safe.
+        seed = hmac.new(node_secret, b"node-signing-key", hashlib.sha256).digest()
+        self._signer = SigningKey(seed)
 
     def hmac(self, purpose: str, value: str) -> str:
         data = purpose.encode() + b"\x00" + value.encode()
@@ -79,6 +82,8 @@ class NodeSecrets:
         key = hmac.new(self._key, b"seal\x00" + purpose.encode(), hashlib.sha256).digest()
         return SecretBox(key)
 
-    def signing_seed(self) -> bytes:
-        """The seed of the node's Ed25519 signing key (it follows the node secret)."""
-        return hmac.new(self._key, b"node-signing-key", hashlib.sha256).digest()
+    def signing_key(self) -> str:
+        return base64.b64encode(bytes(self._signer.verify_key)).decode()
+
+    def sign(self, message: bytes) -> str:
+        return base64.b64encode(self._signer.sign(message).signature).decode()

@@ -115,11 +115,18 @@ class AiohttpTransport:
         self._closed = False
 
     async def post_json(
-        self, url: str, body: Mapping[str, object], headers: Mapping[str, str] | None = None
+        self,
+        url: str,
+        body: Mapping[str, object] | bytes,
+        headers: Mapping[str, str] | None = None,
     ) -> PeerReply:
-        """POST ``body`` as JSON; PeerUnreachable when nothing answered."""
-        # orjson takes dicts (and subclasses), not arbitrary Mappings.
-        data = orjson.dumps(body if isinstance(body, dict) else dict(body))
+        """POST ``body`` as JSON (bytes: already encoded, e.g. signed as they are);
+        PeerUnreachable when nothing answered."""
+        if isinstance(body, bytes):
+            data = body
+        else:
+            # orjson takes dicts (and subclasses), not arbitrary Mappings.
+            data = orjson.dumps(body if isinstance(body, dict) else dict(body))
         sent: CIMultiDict[str] = CIMultiDict(headers or {})
         sent["Content-Type"] = _JSON
         return await self._request("POST", url, data=data, headers=sent)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
 from openmessenger.core.envelope import AppendResult, ReceivedMessage
-from openmessenger.core.errors import PeerUnavailable, Refused
+from openmessenger.core.errors import InvalidInput, PeerUnavailable, Refused
 from openmessenger.core.ids import (
     Address,
     ConversationId,
@@ -24,12 +24,15 @@ from openmessenger.core.ids import (
     MessageId,
     ParsedAddress,
     address_domain,
+    parse_domain,
 )
 from openmessenger.core.records import Account, Contact, OpenmsgLink
+from openmessenger.crypto.keys import verify_ed25519
 from openmessenger.protocol import openmsg
 from openmessenger.protocol.openmsg import JsonObject, ResponseCode
 from openmessenger.services.federation_gate import FederationGate
 from openmessenger.services.pairing import ConnectResult, PairingService
+from openmessenger.services.peers import PeerDirectory
 from openmessenger.services.ports import (
     Bus,
     Clock,
@@ -107,6 +110,7 @@ class FederationService:
         bus: Bus,
         receive_log: ReceiveLog,
         confirm_lookup: ConfirmLookup,
+        directory: PeerDirectory,
     ) -> None:
         self._uow = uow
         self._clock = clock
@@ -118,6 +122,7 @@ class FederationService:
         self._bus = bus
         self._receive_log = receive_log
         self._confirm_lookup = confirm_lookup
+        self._directory = directory
 
     # --- we start a handshake ------------------------------------------------------
 
@@ -237,12 +242,65 @@ class FederationService:
 
     async def _message_receive(self, body: object) -> JsonObject:
         request = openmsg.parse_message_receive_request(body)
+        return await self._receive(request, None, openmsg.MAX_MESSAGE_TEXT_CHARS)
+
+    # --- one of our nodes sends a long message (extension, signed) -------------------------
+
+    async def long_message_receive(self, body: bytes, headers: Mapping[str, str]) -> JsonObject:
+        return await self._answer(lambda data: self._long_message_receive(body, headers), None)
+
+    async def _long_message_receive(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
+        origin = await self._signed_origin(raw, headers)
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "The body is not JSON.") from None
+        request = openmsg.parse_long_message_receive_request(data)
+        return await self._receive(request, origin, openmsg.LONG_TEXT_MAX_CHARS)
+
+    async def _signed_origin(self, raw: bytes, headers: Mapping[str, str]) -> Domain:
+        """The domain whose node signed this request, or a refusal (SM_E003: not vouched)."""
+        try:
+            origin = parse_domain(headers.get(openmsg.ORIGIN_HEADER, ""))
+            timestamp = int(headers.get(openmsg.TIMESTAMP_HEADER, ""))
+        except (InvalidInput, ValueError):
+            raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "Unsigned request.") from None
+        if not openmsg.within_window(timestamp, int(self._clock.now().timestamp())):
+            raise _Refusal(ResponseCode.MESSAGE_EXPIRED)
+        await self._admit(origin)
+        descriptor = await self._directory.descriptor(origin)
+        signed = openmsg.signed_request_bytes(
+            "POST", openmsg.LONG_MESSAGE_PATH, self._domain, origin, timestamp, raw
+        )
+        signature = headers.get(openmsg.SIGNATURE_HEADER, "")
+        if descriptor is None or not verify_ed25519(descriptor.signing_key, signed, signature):
+            raise _Refusal(ResponseCode.MESSAGE_UNKNOWN, "The signature does not verify.")
+        return origin
+
+    def descriptor(self) -> JsonObject:
+        """What this node publishes at ``/.well-known/openmessenger``."""
+        return openmsg.NodeDescriptor(
+            domain=self._domain,
+            protocols=(openmsg.V1_PROTOCOL, openmsg.EXTENSION_PROTOCOL),
+            signing_key=self._secrets.signing_key(),
+            capabilities=(openmsg.LONG_TEXT,),
+        ).model_dump(mode="json")
+
+    # --- shared by both ways of receiving ---------------------------------------------
+
+    async def _receive(
+        self, request: openmsg.MessageReceiveRequest, signed_by: Domain | None, max_chars: int
+    ) -> JsonObject:
+        """Check and store one message; ``signed_by`` is the origin a signature
+        proved, else the sender's domain is asked to confirm (v1)."""
         async with self._uow() as tx:
             link = await tx.federation.link_by_ident(ident_hmac(self._secrets, request.ident_code))
         owner_number = link.owner_address.split("*", 1)[0] if link else None
         if link is None or owner_number != request.receiving_openmsg_address_id:
             raise _Refusal(ResponseCode.IDENT_CODE_INVALID)
         peer_domain = address_domain(link.peer_address)
+        if signed_by is not None and signed_by != peer_domain:
+            raise _Refusal(ResponseCode.IDENT_CODE_INVALID)  # not that node's connection
         await self._admit(peer_domain, link.peer_address)
         if not link.accepts_messages:
             raise _Refusal(ResponseCode.MESSAGE_REJECTED_BYUSER)
@@ -261,7 +319,7 @@ class FederationService:
         nonce = openmsg.b64url_encode(
             openmsg.b64url_decode(request.message_package)[: openmsg.NONCE_BYTES]
         )
-        vouched = await self._vouched(
+        vouched = signed_by is not None or await self._vouched(
             peer_domain,
             "message-confirm",
             openmsg.MessageConfirmRequest(
@@ -270,7 +328,7 @@ class FederationService:
         )
         if not vouched:
             raise _Refusal(ResponseCode.MESSAGE_UNKNOWN)
-        text, _ = openmsg.open_package(request.message_package, codes.key)
+        text, _ = openmsg.open_package(request.message_package, codes.key, max_chars=max_chars)
         stored = await self._receive_log(
             ReceivedMessage(
                 message_id=MessageId(self._secrets.identifier()),

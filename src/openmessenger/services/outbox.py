@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 from collections.abc import Sequence
@@ -25,12 +26,14 @@ from openmessenger.core.errors import InvalidInput, Refused
 from openmessenger.core.ids import Domain, MessageId, address_domain
 from openmessenger.core.records import OutboxItem, OutboxOutcome, OutboxVerdict
 from openmessenger.protocol import openmsg
-from openmessenger.protocol.openmsg import ResponseCode
+from openmessenger.protocol.openmsg import JsonObject, ResponseCode
 from openmessenger.services.federation import LinkCodes
 from openmessenger.services.federation_gate import FederationGate
+from openmessenger.services.peers import PeerDirectory
 from openmessenger.services.ports import (
     Clock,
     FederationTransport,
+    PeerReply,
     PeerUnreachable,
     Secrets,
     UnitOfWork,
@@ -55,6 +58,11 @@ _FINAL_REFUSALS = frozenset(
 )
 
 
+def _is_long(item: OutboxItem) -> bool:
+    """Over v1's limit: sent by the long-text extension (the peer said it speaks it)."""
+    return len(item.body) > openmsg.MAX_MESSAGE_TEXT_CHARS
+
+
 def backoff_seconds(attempts: int, rng: random.Random) -> float:
     """1 s, 2 s, 4 s ... up to five minutes, each ±20 % so retries spread out."""
     base = min(MAX_BACKOFF_SECONDS, 2.0 ** max(0, attempts - 1))
@@ -71,6 +79,8 @@ class OutboxSender:
         transport: FederationTransport,
         gate: FederationGate,
         give_up_after: timedelta,
+        domain: Domain,
+        directory: PeerDirectory,
         batch: int = 256,
         poll_seconds: float = 1.0,
     ) -> None:
@@ -80,6 +90,8 @@ class OutboxSender:
         self._transport = transport
         self._gate = gate
         self._give_up_after = give_up_after
+        self._domain = domain
+        self._directory = directory
         self._batch = batch
         self._poll_seconds = poll_seconds
         self._rng = random.Random()  # noqa: S311 - jitter, not a secret
@@ -97,11 +109,13 @@ class OutboxSender:
         """The Openmsg seal of a new message to ``recipient_domain``."""
         if await self._gate.is_blocked(recipient_domain):
             raise Refused()
-        if len(body) > openmsg.MAX_MESSAGE_TEXT_CHARS:
+        if len(body) > openmsg.MAX_MESSAGE_TEXT_CHARS and not await self._directory.supports(
+            recipient_domain, openmsg.LONG_TEXT
+        ):
             raise InvalidInput(
                 "body",
-                f"must be at most {openmsg.MAX_MESSAGE_TEXT_CHARS} characters "
-                "for an address on another node",
+                f"must be at most {openmsg.MAX_MESSAGE_TEXT_CHARS} characters: "
+                f"{recipient_domain} speaks Openmsg v1 only",
             )
         now = self._clock.now()
         return OutboundSeal(
@@ -200,9 +214,12 @@ class OutboxSender:
         now_ts = int(now.timestamp())
         if now_ts - item.attempt_ts > openmsg.MESSAGE_WINDOW_SECONDS - _FRESH_MARGIN_SECONDS:
             item = await self._renew(item, now_ts)
-        package = openmsg.package_message(item.body, codes.key, openmsg.b64url_decode(item.nonce))
+        package = self._package(item, codes)
         message_hash = self._hash(item, codes, package)
-        request = openmsg.MessageReceiveRequest(
+        model = (
+            openmsg.LongMessageReceiveRequest if _is_long(item) else openmsg.MessageReceiveRequest
+        )
+        request = model(
             receiving_openmsg_address_id=item.peer_address.split("*", 1)[0],
             ident_code=codes.ident_code,
             message_package=package,
@@ -212,9 +229,12 @@ class OutboxSender:
         )
         self._in_flight[item.nonce] = message_hash
         try:
-            reply = await self._transport.post_json(
-                openmsg.endpoint_url(peer_domain, "message-receive"), request.to_wire()
-            )
+            if _is_long(item):
+                reply = await self._post_signed(peer_domain, request.to_wire())
+            else:
+                reply = await self._transport.post_json(
+                    openmsg.endpoint_url(peer_domain, "message-receive"), request.to_wire()
+                )
         except PeerUnreachable as exc:
             log.info("message %s: %s unreachable (%s)", item.message_id, peer_domain, exc)
             return self._retry(item)
@@ -230,11 +250,34 @@ class OutboxSender:
             return OutboxOutcome(item.message_id, OutboxVerdict.FAILED)
         return self._retry(item)
 
+    async def _post_signed(self, peer_domain: Domain, body: JsonObject) -> PeerReply:
+        """An extended request: to our own kind of node only, signed by this node."""
+        raw = json.dumps(body, separators=(",", ":")).encode()
+        timestamp = int(self._clock.now().timestamp())
+        signed = openmsg.signed_request_bytes(
+            "POST", openmsg.LONG_MESSAGE_PATH, peer_domain, self._domain, timestamp, raw
+        )
+        headers = {
+            openmsg.ORIGIN_HEADER: self._domain,
+            openmsg.TIMESTAMP_HEADER: str(timestamp),
+            openmsg.SIGNATURE_HEADER: self._secrets.sign(signed),
+        }
+        return await self._transport.post_json(openmsg.long_message_url(peer_domain), raw, headers)
+
+    def _package(self, item: OutboxItem, codes: LinkCodes) -> str:
+        # The same package at every attempt: same key, nonce and text.
+        return openmsg.package_message(
+            item.body,
+            codes.key,
+            openmsg.b64url_decode(item.nonce),
+            max_chars=openmsg.LONG_TEXT_MAX_CHARS
+            if _is_long(item)
+            else openmsg.MAX_MESSAGE_TEXT_CHARS,
+        )
+
     def _hash(self, item: OutboxItem, codes: LinkCodes, package: str | None = None) -> str:
         if package is None:
-            package = openmsg.package_message(
-                item.body, codes.key, openmsg.b64url_decode(item.nonce)
-            )
+            package = self._package(item, codes)
         return openmsg.message_hash(package, codes.auth_code, item.salt, item.attempt_ts)
 
     async def _renew(self, item: OutboxItem, now_ts: int) -> OutboxItem:

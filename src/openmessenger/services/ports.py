@@ -67,6 +67,14 @@ class Secrets(Protocol):
         """The plaintext of :meth:`seal`; raises ValueError if it was altered."""
         ...
 
+    def signing_key(self) -> str:
+        """The node's Ed25519 public key (base64), as its descriptor publishes it."""
+        ...
+
+    def sign(self, message: bytes) -> str:
+        """An Ed25519 signature (base64) by the node's key."""
+        ...
+
 
 class AccountRepository(Protocol):
     async def create(
@@ -299,9 +307,13 @@ class FederationTransport(Protocol):
     redirects are not followed; a configured proxy is always used."""
 
     async def post_json(
-        self, url: str, body: Mapping[str, object], headers: Mapping[str, str] | None = None
+        self,
+        url: str,
+        body: Mapping[str, object] | bytes,
+        headers: Mapping[str, str] | None = None,
     ) -> PeerReply:
-        """POST ``body`` as JSON; raises :class:`PeerUnreachable` when nothing answered."""
+        """POST ``body`` as JSON (bytes: sent as they are); raises
+        :class:`PeerUnreachable` when nothing answered."""
         ...
 
     async def get_json(self, url: str) -> PeerReply: ...

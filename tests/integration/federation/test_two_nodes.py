@@ -259,3 +259,43 @@ async def test_a_one_way_connection_takes_no_replies(
     news = await newsletter.send(alice.address, "Issue 1")
     assert await settled(newsletter, news.json()["id"]) == "delivered"
     assert (await alice.send(newsletter.address, "unsubscribe")).status_code == 403
+
+
+async def test_our_nodes_describe_themselves_and_carry_long_texts_between_them(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    alpha: FederatedNode,
+) -> None:
+    on_alpha, _ = clients
+    descriptor = (await on_alpha.get("/.well-known/openmessenger")).json()
+    assert descriptor["domain"] == "alpha.test"
+    assert {"openmsg/1", "openmessenger/1"} <= set(descriptor["protocols"])
+    assert "long-text" in descriptor["capabilities"]
+
+    alice, bob = await federated_pair(clients)
+    long_text = "Ünïcode and more. " * 1000  # 18,000 characters: beyond v1's 2,000
+    sent = await bob.send(alice.address, long_text)
+    assert sent.status_code == 201, sent.text
+    assert await received(alice, 1) == [long_text]
+    assert await settled(bob, sent.json()["id"]) == "delivered"
+
+
+async def test_an_extended_request_with_a_bad_signature_is_refused_and_stores_nothing(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    alpha: FederatedNode,
+) -> None:
+    on_alpha, _ = clients
+    alice, _bob = await federated_pair(clients)
+    body = b'{"receiving_openmsg_address_id": "1"}'
+    forged = await on_alpha.post(
+        "/openmsg/x-openmessenger/message-receive/",
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            "Openmessenger-Origin": "beta.test",
+            "Openmessenger-Timestamp": str(int(alpha.clock.now().timestamp())),
+            "Openmessenger-Signature": "A" * 86 + "==",
+        },
+    )
+    assert forged.status_code == 200
+    assert forged.json()["response_code"] == "SM_E003"
+    assert await alice.sync() == []

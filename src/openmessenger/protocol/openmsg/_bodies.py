@@ -108,7 +108,7 @@ class MessageConfirmRequest(_WireBody):
 _Body = TypeVar("_Body", bound=_WireBody)
 
 
-def _parse(model: type[_Body], data: object) -> _Body:
+def parse_body(model: type[_Body], data: object) -> _Body:
     if not isinstance(data, dict):
         raise MalformedBody("body", "must be a JSON object")
     try:
@@ -121,20 +121,20 @@ def _parse(model: type[_Body], data: object) -> _Body:
 
 
 def parse_auth_request(data: object) -> AuthRequest:
-    return _parse(AuthRequest, data)
+    return parse_body(AuthRequest, data)
 
 
 def parse_auth_confirm_request(data: object) -> AuthConfirmRequest:
-    return _parse(AuthConfirmRequest, data)
+    return parse_body(AuthConfirmRequest, data)
 
 
 def parse_auth_success_answer(data: object) -> AuthSuccessAnswer:
-    return _parse(AuthSuccessAnswer, data)
+    return parse_body(AuthSuccessAnswer, data)
 
 
 def parse_message_receive_request(data: object) -> MessageReceiveRequest:
-    return _parse(MessageReceiveRequest, data)
+    return parse_body(MessageReceiveRequest, data)
 
 
 def parse_message_confirm_request(data: object) -> MessageConfirmRequest:
-    return _parse(MessageConfirmRequest, data)
+    return parse_body(MessageConfirmRequest, data)

@@ -85,12 +85,22 @@ def _lower_hex(length: int) -> AfterValidator:
     return AfterValidator(check)
 
 
-def _package(value: str) -> str:
-    if len(value) > MAX_PACKAGE_CHARS:
-        raise ValueError(f"must be at most {MAX_PACKAGE_CHARS} characters")
-    if len(b64url_decode(value)) < MIN_PACKAGE_BYTES:
-        raise ValueError("is too short to hold a nonce and a MAC")
-    return value
+def package_chars_for(text_chars: int) -> int:
+    """The longest package a text of ``text_chars`` characters can make."""
+    return -(-(MIN_PACKAGE_BYTES + 4 * text_chars) * 4 // 3)
+
+
+def package_up_to(max_chars: int) -> AfterValidator:
+    """A package of at most ``max_chars`` characters that holds a nonce and a MAC."""
+
+    def check(value: str) -> str:
+        if len(value) > max_chars:
+            raise ValueError(f"must be at most {max_chars} characters")
+        if len(b64url_decode(value)) < MIN_PACKAGE_BYTES:
+            raise ValueError("is too short to hold a nonce and a MAC")
+        return value
+
+    return AfterValidator(check)
 
 
 def _nonce(value: str) -> str:
@@ -148,7 +158,7 @@ OptionalNameStr = Annotated[NameStr | None, BeforeValidator(_blank_to_none)]
 HashHex = Annotated[str, _lower_hex(HASH_HEX_CHARS)]
 CodeHex = Annotated[str, _lower_hex(64)]
 SaltHex = Annotated[str, _lower_hex(SALT_HEX_CHARS)]
-PackageStr = Annotated[str, AfterValidator(_package)]
+PackageStr = Annotated[str, package_up_to(MAX_PACKAGE_CHARS)]
 NonceStr = Annotated[str, AfterValidator(_nonce)]
 Version = Annotated[int, BeforeValidator(_version)]
 Timestamp = Annotated[int, BeforeValidator(_timestamp)]

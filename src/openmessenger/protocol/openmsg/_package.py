@@ -28,16 +28,21 @@ MAX_PACKAGE_BYTES = NONCE_BYTES + MAC_BYTES + 4 * MAX_MESSAGE_TEXT_CHARS
 MIN_PACKAGE_BYTES = NONCE_BYTES + MAC_BYTES
 
 
-def package_message(text: str, key: bytes, nonce: bytes) -> str:
-    """Encrypt ``text`` under ``key`` with ``nonce``; the caller never reuses a nonce."""
+def package_message(
+    text: str, key: bytes, nonce: bytes, *, max_chars: int = MAX_MESSAGE_TEXT_CHARS
+) -> str:
+    """Encrypt ``text`` under ``key`` with ``nonce``; the caller never reuses a nonce
+    with another text. ``max_chars`` is v1's limit unless an extension allows more."""
     _check_sizes(key, nonce)
-    if len(text) > MAX_MESSAGE_TEXT_CHARS:
-        raise LocalProtocolError(f"message text over {MAX_MESSAGE_TEXT_CHARS} characters")
+    if len(text) > max_chars:
+        raise LocalProtocolError(f"message text over {max_chars} characters")
     sealed = SecretBox(key).encrypt(text.encode("utf-8"), nonce)  # nonce || ciphertext
     return b64url_encode(bytes(sealed))
 
 
-def open_package(package: str, key: bytes) -> tuple[str, bytes]:
+def open_package(
+    package: str, key: bytes, *, max_chars: int = MAX_MESSAGE_TEXT_CHARS
+) -> tuple[str, bytes]:
     """Decrypt a package; returns ``(text, nonce)``.
 
     Raises InvalidBase64 for a string libsodium would not decode, DecryptionFailed
@@ -57,10 +62,8 @@ def open_package(package: str, key: bytes) -> tuple[str, bytes]:
         text = plaintext.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DecryptionFailed("the decrypted message is not UTF-8 text") from exc
-    if len(text) > MAX_MESSAGE_TEXT_CHARS:
-        raise MalformedBody(
-            "message_package", f"the text is over {MAX_MESSAGE_TEXT_CHARS} characters"
-        )
+    if len(text) > max_chars:
+        raise MalformedBody("message_package", f"the text is over {max_chars} characters")
     return text, nonce
 
 

@@ -1,0 +1,55 @@
+"""What other nodes say about themselves (``/.well-known/openmessenger``), cached.
+
+A v1 peer has no descriptor: it is asked once in a while, never sent anything
+beyond v1. A descriptor counts only if it names the domain it was fetched from.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from pydantic import ValidationError
+
+from openmessenger.core.ids import Domain
+from openmessenger.protocol import openmsg
+from openmessenger.services.ports import Clock, FederationTransport, PeerUnreachable
+
+log = logging.getLogger(__name__)
+
+_KEEP = timedelta(hours=1)
+_KEEP_MISS = timedelta(minutes=5)
+
+
+class PeerDirectory:
+    def __init__(self, transport: FederationTransport, clock: Clock) -> None:
+        self._transport = transport
+        self._clock = clock
+        self._cache: dict[Domain, tuple[openmsg.NodeDescriptor | None, datetime]] = {}
+
+    async def descriptor(self, domain: Domain) -> openmsg.NodeDescriptor | None:
+        now = self._clock.now()
+        cached = self._cache.get(domain)
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        try:
+            found = await self._fetch(domain)
+        except PeerUnreachable:
+            return None  # says nothing about what it speaks: ask again next time
+        self._cache[domain] = (found, now + (_KEEP if found else _KEEP_MISS))
+        return found
+
+    async def supports(self, domain: Domain, capability: str) -> bool:
+        found = await self.descriptor(domain)
+        return found is not None and found.supports(capability)
+
+    async def _fetch(self, domain: Domain) -> openmsg.NodeDescriptor | None:
+        reply = await self._transport.get_json(openmsg.descriptor_url(domain))
+        if reply.status != 200:
+            return None  # a v1 peer
+        try:
+            found = openmsg.NodeDescriptor.model_validate(reply.body)
+        except ValidationError:
+            log.info("%s serves an invalid node descriptor", domain)
+            return None
+        return found if found.domain == domain else None
