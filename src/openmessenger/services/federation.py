@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from openmessenger.core.envelope import AppendResult, ReceivedMessage
 from openmessenger.core.errors import InvalidInput, PeerUnavailable, Refused
@@ -162,6 +162,11 @@ class FederationService:
             log.warning("a malformed auth/ answer from %s: %s", target.domain, exc)
             raise Refused() from None
         codes = LinkCodes(accepted.auth_code, accepted.ident_code, accepted.message_crypt_key)
+        known = await self._codes_of(initiator, target.address)
+        if known is not None and known.ident_code != codes.ident_code:
+            # As v1 initiators do: a connection keeps its ident_code; the old codes stay.
+            log.warning("%s answered a repeated handshake with a new ident_code", target.domain)
+            raise Refused()
         return await self._store_connection(
             initiator,
             target.address,
@@ -201,8 +206,13 @@ class FederationService:
         if not vouched:
             await self._pairing.release(reservation)
             raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "Refused.")
+        # A connection made again keeps its ident_code (v1 initiators refuse a new
+        # one); the auth code and key are new.
+        known = await self._codes_of(reservation.target, initiator)
         codes = LinkCodes(
-            openmsg.new_auth_code(), openmsg.new_ident_code(), openmsg.new_message_crypt_key()
+            openmsg.new_auth_code(),
+            known.ident_code if known else openmsg.new_ident_code(),
+            openmsg.new_message_crypt_key(),
         )
         await self._store_connection(
             reservation.target,
@@ -338,7 +348,7 @@ class FederationService:
                 sender=link.peer_address,
                 nonce=nonce,
                 body=text,
-                sent_at=now,
+                sent_at=datetime.fromtimestamp(request.message_timestamp, UTC),
             )
         )
         if stored is None:
@@ -426,6 +436,7 @@ class FederationService:
                     owner.id,
                     peer,
                     display_name=peer_name,
+                    accepts_messages=accepts_messages,
                     peer_accepts_messages=peer_accepts_messages,
                 )
             await tx.federation.put_link(
@@ -437,6 +448,11 @@ class FederationService:
             )
             await tx.commit()
         return ConnectResult(contact, created)
+
+    async def _codes_of(self, owner: Account, peer: Address) -> LinkCodes | None:
+        async with self._uow() as tx:
+            link = await tx.federation.link(owner.id, peer)
+        return LinkCodes.unseal(self._secrets, link.sealed) if link else None
 
     async def _rename_peer(self, link: OpenmsgLink, name: str) -> None:
         async with self._uow() as tx:

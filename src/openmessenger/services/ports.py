@@ -156,6 +156,7 @@ class ConnectionRepository(Protocol):
         address: Address,
         *,
         display_name: str | None = None,
+        accepts_messages: bool | None = None,
         peer_accepts_messages: bool | None = None,
     ) -> None:
         """Record what a remote peer's node told us about it since."""

@@ -298,10 +298,14 @@ class SqlConnections(Repository):
         address: Address,
         *,
         display_name: str | None = None,
+        accepts_messages: bool | None = None,
         peer_accepts_messages: bool | None = None,
     ) -> None:
-        """What a remote peer's node told us about it since (name, allow replies)."""
+        """What a remote peer's node told us about it since (name, allow replies),
+        and whether the owner now takes its messages."""
         values: dict[str, Any] = {}
+        if accepts_messages is not None:
+            values["accepts_messages"] = accepts_messages
         if display_name is not None:
             values["peer_display_name"] = display_name
         if peer_accepts_messages is not None:
