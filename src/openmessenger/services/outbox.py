@@ -65,7 +65,9 @@ def _is_long(item: OutboxItem) -> bool:
 
 def backoff_seconds(attempts: int, rng: random.Random) -> float:
     """1 s, 2 s, 4 s ... up to five minutes, each ±20 % so retries spread out."""
-    base = min(MAX_BACKOFF_SECONDS, 2.0 ** max(0, attempts - 1))
+    # The exponent is capped: 2 ** 9 s is past the cap already, and a float
+    # power of a large attempt count would overflow.
+    base = min(MAX_BACKOFF_SECONDS, 2.0 ** min(max(0, attempts - 1), 16))
     return base * rng.uniform(0.8, 1.2)
 
 
