@@ -52,4 +52,4 @@ def create_app(services: NodeServices, *, max_request_bytes: int) -> ASGIApp:
         RequestMetricsMiddleware(hot_paths, metrics), max_bytes=max_request_bytes
     )
     # Openmsg answers every request with HTTP 200 and its own size limit.
-    return OpenmsgMiddleware(client_api, services.federation)
+    return OpenmsgMiddleware(client_api, services.federation, metrics.openmsg_answers)

@@ -20,6 +20,7 @@ class Metrics:
     requests: Counter
     request_seconds: Histogram
     stream_connections: Gauge
+    openmsg_answers: Counter
 
     @classmethod
     def create(cls) -> Metrics:
@@ -41,6 +42,12 @@ class Metrics:
             stream_connections=Gauge(
                 "openmessenger_stream_connections",
                 "Open /v1/stream WebSockets",
+                registry=registry,
+            ),
+            openmsg_answers=Counter(
+                "openmessenger_openmsg_answers",
+                "Answers of the /openmsg/ endpoints to other nodes, by endpoint and code",
+                ["endpoint", "code"],
                 registry=registry,
             ),
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import orjson
+from prometheus_client import Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openmessenger.protocol import openmsg
@@ -27,8 +28,9 @@ _HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-stor
 
 
 class OpenmsgMiddleware:
-    def __init__(self, app: ASGIApp, federation: FederationService) -> None:
+    def __init__(self, app: ASGIApp, federation: FederationService, answers: Counter) -> None:
         self._app = app
+        self._answers = answers
         self._federation = federation
         self._handlers: dict[str, Callable[[object], Awaitable[JsonObject]]] = {
             "auth": federation.auth,
@@ -66,6 +68,7 @@ class OpenmsgMiddleware:
                 )
             else:
                 answer = await handler(data)
+        self._count(path, answer)
         await _answer(send, answer)
 
     async def _long_message(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -76,7 +79,12 @@ class OpenmsgMiddleware:
         else:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             answer = await self._federation.long_message_receive(body, headers)
+        self._count(openmsg.LONG_MESSAGE_PATH, answer)
         await _answer(send, answer)
+
+    def _count(self, path: str, answer: JsonObject) -> None:
+        code = answer.get("response_code") or ("error" if answer.get("error") else "success")
+        self._answers.labels(path.strip("/").removeprefix("openmsg/"), str(code)).inc()
 
 
 def _too_large(limit: int) -> JsonObject:

@@ -123,6 +123,12 @@ async def test_a_code_from_another_node_connects_and_messages_flow_both_ways(
     assert await received(bob, 1) == ["Hello back from alpha"]
     assert await settled(alice, reply.json()["id"]) == "delivered"
 
+    # Operators see what other nodes were answered.
+    metrics = (await clients[0].get("/metrics")).text
+    assert 'openmessenger_openmsg_answers_total{code="SM_S888",endpoint="message-receive"} 1.0' in (
+        metrics
+    )
+
     # Each side keeps the conversation in order, with who said what.
     history = (
         await alice.get(f"/v1/conversations/{alices_view['conversation_id']}/messages")
