@@ -1,5 +1,5 @@
-"""A real node for integration tests: uvicorn on a free loopback port, in a
-thread with its own event loop, on a real database."""
+"""A real node for integration tests: uvicorn on a free loopback port (or the
+settings' port when not 0), in a thread with its own event loop, on a real database."""
 
 from __future__ import annotations
 
@@ -36,12 +36,12 @@ class NodeThread:
     def url(self) -> str:
         assert self._socket is not None
         host, port = self._socket.getsockname()[:2]
-        return f"http://{host}:{port}"
+        return f"{self.settings.scheme}://{host}:{port}"
 
     def start(self) -> NodeThread:
         # Bound and listening before the server runs: clients may connect at
         # once, their connections wait in the backlog. No polling needed.
-        self._socket = socket.create_server((self.settings.host, 0))
+        self._socket = socket.create_server((self.settings.host, self.settings.port))
         self._thread = threading.Thread(target=self._run, name="test-node", daemon=True)
         self._thread.start()
         self._ready.wait(timeout=60)

@@ -1,0 +1,77 @@
+"""Federating nodes over real HTTPS on 127.0.0.x:443, inside scripts/netns-run's
+namespace (the tests here skip outside it, and fail under CI=true)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.federation import FederatedNode, federated_settings, require_netns
+from tests.support.postgres import create_database
+from tests.support.tls import CertificateAuthority
+
+NodeFactory = Callable[..., FederatedNode]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _in_private_namespace() -> None:
+    require_netns()
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
+    """The session's CA: ``test_ca.ca_bundle``, ``test_ca.server_files(domain)``."""
+    return CertificateAuthority(tmp_path_factory.mktemp("test-ca"))
+
+
+@pytest.fixture
+def federation_node_factory(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, test_ca: CertificateAuthority
+) -> Iterator[NodeFactory]:
+    """``federation_node_factory("gamma.test", **settings)`` starts a node for that
+    domain on the parametrised backend (a database of its own) and stops it after
+    the test. The node keeps its data across ``stop()``/``start()``. Callable from
+    sync and async tests alike."""
+    admin_url = request.getfixturevalue("postgres_admin_url") if backend == "postgres" else ""
+    nodes: list[FederatedNode] = []
+
+    def start(domain: str, **overrides: Any) -> FederatedNode:
+        if backend == "sqlite":
+            database_url = f"sqlite:///{tmp_path / f'{domain}.db'}"
+        else:
+            # A loop of its own in a thread of its own: an async test's loop is running.
+            with ThreadPoolExecutor(1) as pool:
+                database_url = pool.submit(asyncio.run, create_database(admin_url)).result()
+        settings = federated_settings(
+            domain,
+            test_ca,
+            data_dir=tmp_path / domain,
+            database_url=database_url,
+            node_secret=secrets.token_hex(32),
+            **overrides,
+        )
+        node = FederatedNode(settings)
+        nodes.append(node)
+        return node.start()
+
+    try:
+        yield start
+    finally:
+        for node in reversed(nodes):
+            node.stop()
+
+
+@pytest.fixture
+def alpha(federation_node_factory: NodeFactory) -> FederatedNode:
+    return federation_node_factory("alpha.test")
+
+
+@pytest.fixture
+def beta(federation_node_factory: NodeFactory) -> FederatedNode:
+    return federation_node_factory("beta.test")
