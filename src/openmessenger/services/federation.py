@@ -257,7 +257,7 @@ class FederationService:
     # --- one of our nodes sends a long message (extension, signed) -------------------------
 
     async def long_message_receive(self, body: bytes, headers: Mapping[str, str]) -> JsonObject:
-        return await self._answer(lambda data: self._long_message_receive(body, headers), None)
+        return await self._answer(lambda _: self._long_message_receive(body, headers), None)
 
     async def _long_message_receive(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
         origin = await self._signed_origin(raw, headers)

@@ -101,6 +101,7 @@ class OutboxSender:
         self._wake = asyncio.Event()
         self._in_flight: dict[str, str] = {}  # nonce -> hash being sent right now
         self._attempts: set[asyncio.Task[None]] = set()
+        self._sending: set[MessageId] = set()
         self._settling: list[OutboxOutcome] = []
         self._settler: asyncio.Task[None] | None = None
         self._runner: asyncio.Task[None] | None = None
@@ -162,6 +163,12 @@ class OutboxSender:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._runner = None
+        # Attempts cut short are due again at once, not when their lease runs out.
+        now = self._clock.now()
+        self._settling += [
+            OutboxOutcome(message_id, OutboxVerdict.RETRY, now) for message_id in self._sending
+        ]
+        self._sending.clear()
         if self._settling:
             await self._settle_now()
 
@@ -196,11 +203,13 @@ class OutboxSender:
         return items
 
     async def _attempt(self, item: OutboxItem) -> None:
+        self._sending.add(item.message_id)
         try:
             outcome = await self._send(item)
         except Exception:
             log.exception("sending message %s failed unexpectedly", item.message_id)
             outcome = self._retry(item)
+        self._sending.discard(item.message_id)
         self._settling.append(outcome)
         if self._settler is None or self._settler.done():
             self._settler = asyncio.create_task(self._settle_soon())
