@@ -18,11 +18,12 @@ from openmessenger.bus.memory import MemoryBus
 from openmessenger.core.ids import Domain
 from openmessenger.crypto.keys import NodeSecrets
 from openmessenger.federation.client import AiohttpTransport
-from openmessenger.federation.rate_limits import MovingWindowLimiter
+from openmessenger.federation.rate_limits import SlidingWindowLimiter
 from openmessenger.services.accounts import AccountService
 from openmessenger.services.devices import DeviceService
 from openmessenger.services.federation import FederationService
 from openmessenger.services.federation_gate import FederationGate, FederationRates, NodeAdmin
+from openmessenger.services.links import Links
 from openmessenger.services.messaging import MessagingService
 from openmessenger.services.node import NodeServices
 from openmessenger.services.outbox import OutboxSender
@@ -75,7 +76,7 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
     gate = FederationGate(
         uow,
         clock,
-        MovingWindowLimiter(),
+        SlidingWindowLimiter(),
         FederationRates(
             per_domain=settings.openmsg_domain_rate_limit,
             per_address=settings.openmsg_address_rate_limit,
@@ -83,6 +84,7 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
         ),
     )
     directory = PeerDirectory(transport, clock)
+    links = Links(uow, clock, secrets)
     outbox = OutboxSender(
         uow=uow,
         clock=clock,
@@ -92,6 +94,7 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
         give_up_after=timedelta(seconds=settings.federation_give_up_seconds),
         domain=domain,
         directory=directory,
+        links=links,
     )
     pairing = PairingService(uow, clock, secrets, domain)
     federation = FederationService(
@@ -106,6 +109,7 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
         receive_log=GroupCommitReceiveLog(uow).append,
         confirm_lookup=outbox.is_ours,
         directory=directory,
+        links=links,
     )
     pairing.remote = federation
     services = NodeServices(

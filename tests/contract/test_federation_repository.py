@@ -48,7 +48,11 @@ async def remote_contact(uow: UnitOfWork) -> tuple[Account, Device, Contact]:
 
 def seal(nonce: str = "n" * 32, *, give_up_in: timedelta = timedelta(days=1)) -> OutboundSeal:
     return OutboundSeal(
-        nonce=nonce, salt="s" * 32, attempt_ts=int(now().timestamp()), give_up_at=now() + give_up_in
+        nonce=nonce,
+        salt="s" * 32,
+        attempt_ts=int(now().timestamp()),
+        give_up_at=now() + give_up_in,
+        lease_until=now(),  # as if the sending process had stopped: anyone may claim it
     )
 
 
@@ -115,7 +119,7 @@ async def test_a_send_to_a_remote_contact_joins_the_outbox_and_settles_once(
         claimed = await tx.federation.claim_due(now(), now() + timedelta(minutes=2), 10)
         await tx.commit()
     assert [(c.message_id, c.body, c.sealed_link, c.attempts) for c in claimed] == [
-        (request.message_id, "over there", "sealed-1", 1)
+        (request.message_id, "over there", "sealed-1", 2)
     ]
     async with uow() as tx:
         # Leased: nobody else takes it meanwhile.
@@ -150,7 +154,7 @@ async def test_a_retry_waits_for_its_time_and_an_unsealed_send_to_a_remote_conta
         assert await tx.federation.claim_due(now(), now() + timedelta(minutes=2), 10) == []
         assert await tx.federation.next_due() == later
         (again,) = await tx.federation.claim_due(later, later + timedelta(minutes=2), 10)
-        assert again.attempts == 2
+        assert again.attempts == 3
         await tx.federation.settle([OutboxOutcome(request.message_id, OutboxVerdict.FAILED)])
         await tx.commit()
     async with uow() as tx:

@@ -10,7 +10,7 @@ import pytest
 
 from openmessenger.crypto.keys import NodeSecrets, verify_ed25519
 from openmessenger.protocol import openmsg
-from openmessenger.services.federation import LinkCodes
+from openmessenger.services.links import LinkCodes
 from openmessenger.services.outbox import MAX_BACKOFF_SECONDS, backoff_seconds
 
 

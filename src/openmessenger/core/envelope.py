@@ -65,6 +65,8 @@ class OutboundSeal:
     salt: str
     attempt_ts: int
     give_up_at: datetime
+    lease_until: datetime
+    """The sending process holds it until then: it makes the first attempt at once."""
 
 
 @dataclass(frozen=True, slots=True)

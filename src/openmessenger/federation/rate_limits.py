@@ -1,5 +1,10 @@
-"""The ``RateLimiter`` port over the ``limits`` library (moving windows, in
-this process's memory; a Redis storage shares them between processes)."""
+"""The ``RateLimiter`` port over the ``limits`` library, in this process's
+memory (a Redis storage shares the counts between processes).
+
+A sliding window counter: it weighs the previous window's count by how much
+of it still overlaps, so it behaves like a moving window in constant time and
+memory per key (a true moving window keeps a timestamp per hit: at the rates a
+busy peer reaches, that list is what costs)."""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from functools import lru_cache
 
 import limits
 from limits.storage import MemoryStorage, Storage
-from limits.strategies import MovingWindowRateLimiter
+from limits.strategies import SlidingWindowCounterRateLimiter
 
 
 @lru_cache(maxsize=64)
@@ -15,9 +20,9 @@ def _parsed(rate: str) -> limits.RateLimitItem:
     return limits.parse(rate)
 
 
-class MovingWindowLimiter:
+class SlidingWindowLimiter:
     def __init__(self, storage: Storage | None = None) -> None:
-        self._limiter = MovingWindowRateLimiter(storage or MemoryStorage())
+        self._limiter = SlidingWindowCounterRateLimiter(storage or MemoryStorage())
 
     def hit(self, rate: str, *key: str) -> bool:
         return self._limiter.hit(_parsed(rate), *key)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from openmessenger.core.envelope import AppendResult, ReceivedMessage
@@ -31,6 +30,7 @@ from openmessenger.crypto.keys import verify_ed25519
 from openmessenger.protocol import openmsg
 from openmessenger.protocol.openmsg import JsonObject, ResponseCode
 from openmessenger.services.federation_gate import FederationGate
+from openmessenger.services.links import LinkCodes, Links, ident_hmac
 from openmessenger.services.pairing import ConnectResult, PairingService
 from openmessenger.services.peers import PeerDirectory
 from openmessenger.services.ports import (
@@ -45,36 +45,8 @@ from openmessenger.services.ports import (
 
 log = logging.getLogger(__name__)
 
-LINK_PURPOSE = "openmsg-link"
-_IDENT_PURPOSE = "openmsg-ident"
 _HANDSHAKE_PURPOSE = "openmsg-handshake"
 HANDSHAKE_SECONDS = openmsg.MESSAGE_WINDOW_SECONDS
-
-
-@dataclass(frozen=True, slots=True)
-class LinkCodes:
-    """The codes and key of one Openmsg connection (both sides hold the same)."""
-
-    auth_code: str
-    ident_code: str
-    crypt_key: str
-
-    def seal(self, secrets: Secrets) -> str:
-        text = json.dumps([self.auth_code, self.ident_code, self.crypt_key])
-        return secrets.seal(LINK_PURPOSE, text)
-
-    @classmethod
-    def unseal(cls, secrets: Secrets, sealed: str) -> LinkCodes:
-        auth_code, ident_code, crypt_key = json.loads(secrets.unseal(LINK_PURPOSE, sealed))
-        return cls(auth_code, ident_code, crypt_key)
-
-    @property
-    def key(self) -> bytes:
-        return openmsg.parse_crypt_key(self.crypt_key)
-
-
-def ident_hmac(secrets: Secrets, ident_code: str) -> str:
-    return secrets.hmac(_IDENT_PURPOSE, ident_code)
 
 
 def wire_name(account: Account) -> str:
@@ -111,6 +83,7 @@ class FederationService:
         receive_log: ReceiveLog,
         confirm_lookup: ConfirmLookup,
         directory: PeerDirectory,
+        links: Links,
     ) -> None:
         self._uow = uow
         self._clock = clock
@@ -123,6 +96,7 @@ class FederationService:
         self._receive_log = receive_log
         self._confirm_lookup = confirm_lookup
         self._directory = directory
+        self._links = links
 
     # --- we start a handshake ------------------------------------------------------
 
@@ -303,10 +277,10 @@ class FederationService:
     ) -> JsonObject:
         """Check and store one message; ``signed_by`` is the origin a signature
         proved, else the sender's domain is asked to confirm (v1)."""
-        async with self._uow() as tx:
-            link = await tx.federation.link_by_ident(ident_hmac(self._secrets, request.ident_code))
+        known = await self._links.by_ident(request.ident_code)
+        link = known.link if known else None
         owner_number = link.owner_address.split("*", 1)[0] if link else None
-        if link is None or owner_number != request.receiving_openmsg_address_id:
+        if known is None or link is None or owner_number != request.receiving_openmsg_address_id:
             raise _Refusal(ResponseCode.IDENT_CODE_INVALID)
         peer_domain = address_domain(link.peer_address)
         if signed_by is not None and signed_by != peer_domain:
@@ -314,7 +288,7 @@ class FederationService:
         await self._admit(peer_domain, link.peer_address)
         if not link.accepts_messages:
             raise _Refusal(ResponseCode.MESSAGE_REJECTED_BYUSER)
-        codes = LinkCodes.unseal(self._secrets, link.sealed)
+        codes = known.codes
         expected = openmsg.message_hash(
             request.message_package,
             codes.auth_code,
@@ -447,12 +421,12 @@ class FederationService:
                 now,
             )
             await tx.commit()
+        self._links.forget(owner.id, peer)
         return ConnectResult(contact, created)
 
     async def _codes_of(self, owner: Account, peer: Address) -> LinkCodes | None:
-        async with self._uow() as tx:
-            link = await tx.federation.link(owner.id, peer)
-        return LinkCodes.unseal(self._secrets, link.sealed) if link else None
+        known = await self._links.of(owner.id, peer)
+        return known.codes if known else None
 
     async def _rename_peer(self, link: OpenmsgLink, name: str) -> None:
         async with self._uow() as tx:

@@ -7,6 +7,7 @@ node runs); each process reads them at most once a second.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -50,6 +51,7 @@ class FederationGate:
         self._limiter = limiter
         self._rates = rates
         self._switches: _Switches | None = None
+        self._reading: asyncio.Task[_Switches] | None = None
 
     async def refusal(
         self, domain: Domain, address: Address | None = None, *, handshake: bool = False
@@ -77,10 +79,16 @@ class FederationGate:
         self._switches = None
 
     async def _current(self) -> _Switches:
-        now = self._clock.now()
         cached = self._switches
-        if cached is not None and abs(now - cached.read_at) < _REFRESH:
+        if cached is not None and abs(self._clock.now() - cached.read_at) < _REFRESH:
             return cached
+        # One read for everyone who finds the switches stale at the same moment.
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.ensure_future(self._read())
+        return await asyncio.shield(self._reading)
+
+    async def _read(self) -> _Switches:
+        now = self._clock.now()
         async with self._uow() as tx:
             maintenance = await tx.federation.flag(MAINTENANCE_FLAG) == "on"
             blocked = frozenset(await tx.federation.blocked_domains())

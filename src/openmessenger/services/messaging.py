@@ -21,7 +21,14 @@ from openmessenger.core.envelope import (
     validate_body,
 )
 from openmessenger.core.errors import InvalidInput, NotFound, Refused
-from openmessenger.core.ids import ConversationId, DeviceId, Domain, MessageId, parse_address
+from openmessenger.core.ids import (
+    AccountId,
+    ConversationId,
+    DeviceId,
+    Domain,
+    MessageId,
+    parse_address,
+)
 from openmessenger.core.records import AuthenticatedDevice
 from openmessenger.services.ports import (
     Bus,
@@ -60,7 +67,9 @@ class Outbound(Protocol):
 
     async def seal(self, recipient_domain: Domain, body: str) -> OutboundSeal: ...
 
-    def notify(self, message_id: MessageId) -> None: ...
+    def notify(self, message: Message, sender_account: AccountId, seal: OutboundSeal) -> None:
+        """The message is stored with ``seal``: make its first attempt now."""
+        ...
 
 
 class MessagingService:
@@ -108,8 +117,8 @@ class MessagingService:
             raise Refused()
         # Published only after the commit: a live event always names a stored message.
         await self._bus.publish(result.events)
-        if result.outbound and self.outbound is not None:
-            self.outbound.notify(result.message.id)
+        if result.created and seal is not None and self.outbound is not None:
+            self.outbound.notify(result.message, caller.account.id, seal)
         return SendResult(result.message, created=result.created)
 
     async def message(self, caller: AuthenticatedDevice, message_id: str) -> Message:

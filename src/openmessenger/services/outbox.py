@@ -21,14 +21,14 @@ import random
 from collections.abc import Sequence
 from datetime import timedelta
 
-from openmessenger.core.envelope import OutboundSeal
+from openmessenger.core.envelope import Message, OutboundSeal
 from openmessenger.core.errors import InvalidInput, Refused
-from openmessenger.core.ids import Domain, MessageId, address_domain
+from openmessenger.core.ids import AccountId, Domain, MessageId, address_domain
 from openmessenger.core.records import OutboxItem, OutboxOutcome, OutboxVerdict
 from openmessenger.protocol import openmsg
 from openmessenger.protocol.openmsg import JsonObject, ResponseCode
-from openmessenger.services.federation import LinkCodes
 from openmessenger.services.federation_gate import FederationGate
+from openmessenger.services.links import LinkCodes, Links
 from openmessenger.services.peers import PeerDirectory
 from openmessenger.services.ports import (
     Clock,
@@ -83,6 +83,7 @@ class OutboxSender:
         give_up_after: timedelta,
         domain: Domain,
         directory: PeerDirectory,
+        links: Links,
         batch: int = 256,
         poll_seconds: float = 1.0,
     ) -> None:
@@ -94,10 +95,10 @@ class OutboxSender:
         self._give_up_after = give_up_after
         self._domain = domain
         self._directory = directory
+        self._links = links
         self._batch = batch
         self._poll_seconds = poll_seconds
         self._rng = random.Random()  # noqa: S311 - jitter, not a secret
-        self._fresh: list[MessageId] = []
         self._wake = asyncio.Event()
         self._in_flight: dict[str, str] = {}  # nonce -> hash being sent right now
         self._attempts: set[asyncio.Task[None]] = set()
@@ -126,12 +127,27 @@ class OutboxSender:
             salt=openmsg.new_message_salt(),
             attempt_ts=int(now.timestamp()),
             give_up_at=now + self._give_up_after,
+            lease_until=now + _LEASE,
         )
 
-    def notify(self, message_id: MessageId) -> None:
-        """A message just joined the outbox: send it now."""
-        self._fresh.append(message_id)
-        self._wake.set()
+    def notify(self, message: Message, sender_account: AccountId, seal: OutboundSeal) -> None:
+        """A message just joined the outbox, leased to this process: send it now
+        (no read of the outbox: everything it takes is at hand)."""
+        self._spawn(
+            OutboxItem(
+                message_id=message.id,
+                owner_account_id=sender_account,
+                sender=message.sender,
+                peer_address=message.recipient,
+                body=message.body,
+                nonce=seal.nonce,
+                salt=seal.salt,
+                attempt_ts=seal.attempt_ts,
+                attempts=1,
+                give_up_at=seal.give_up_at,
+                sealed_link=None,
+            )
+        )
 
     def kick(self) -> None:
         """Look for due messages now (after the clock moved)."""
@@ -180,25 +196,23 @@ class OutboxSender:
                 log.exception("reading the outbox failed")
                 claimed = []
             for item in claimed:
-                task = asyncio.create_task(self._attempt(item))
-                self._attempts.add(task)
-                task.add_done_callback(self._attempts.discard)
-            if claimed and (self._fresh or len(claimed) == self._batch):
-                continue
+                self._spawn(item)
+            if len(claimed) == self._batch:
+                continue  # more may be due
             self._wake.clear()
-            if self._fresh:
-                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
 
+    def _spawn(self, item: OutboxItem) -> None:
+        task = asyncio.create_task(self._attempt(item))
+        self._attempts.add(task)
+        task.add_done_callback(self._attempts.discard)
+
     async def _claim(self) -> list[OutboxItem]:
+        """Retries that are due, and messages whose sender stopped before settling them."""
         now = self._clock.now()
-        fresh, self._fresh = self._fresh[: self._batch], self._fresh[self._batch :]
         async with self._uow() as tx:
-            if fresh:
-                items = await tx.federation.claim_due(now, now + _LEASE, len(fresh), fresh)
-            else:
-                items = await tx.federation.claim_due(now, now + _LEASE, self._batch)
+            items = await tx.federation.claim_due(now, now + _LEASE, self._batch)
             await tx.commit()
         return items
 
@@ -216,12 +230,12 @@ class OutboxSender:
 
     async def _send(self, item: OutboxItem) -> OutboxOutcome:
         now = self._clock.now()
-        if item.sealed_link is None or now >= item.give_up_at:
+        codes = await self._codes(item)
+        if codes is None or now >= item.give_up_at:
             return OutboxOutcome(item.message_id, OutboxVerdict.FAILED)
         peer_domain = address_domain(item.peer_address)
         if await self._gate.is_blocked(peer_domain):
             return OutboxOutcome(item.message_id, OutboxVerdict.FAILED)
-        codes = LinkCodes.unseal(self._secrets, item.sealed_link)
         now_ts = int(now.timestamp())
         if now_ts - item.attempt_ts > openmsg.MESSAGE_WINDOW_SECONDS - _FRESH_MARGIN_SECONDS:
             item = await self._renew(item, now_ts)
@@ -260,6 +274,13 @@ class OutboxSender:
         if answer.response_code in _FINAL_REFUSALS:
             return OutboxOutcome(item.message_id, OutboxVerdict.FAILED)
         return self._retry(item)
+
+    async def _codes(self, item: OutboxItem) -> LinkCodes | None:
+        """The connection's codes; None when it is gone (the message cannot go)."""
+        if item.sealed_link is not None:
+            return LinkCodes.unseal(self._secrets, item.sealed_link)
+        known = await self._links.of(item.owner_account_id, item.peer_address)
+        return known.codes if known else None
 
     async def _post_signed(self, peer_domain: Domain, body: JsonObject) -> PeerReply:
         """An extended request: to our own kind of node only, signed by this node."""

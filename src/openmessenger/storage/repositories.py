@@ -695,10 +695,10 @@ def _outbox_row(request: SendRequest, seal: OutboundSeal) -> dict[str, Any]:
         "nonce": seal.nonce,
         "salt": seal.salt,
         "attempt_ts": seal.attempt_ts,
-        "attempts": 0,
+        "attempts": 1,  # the first, made by the process that holds the lease
         "next_attempt_at": request.sent_at,
         "give_up_at": seal.give_up_at,
-        "lease_until": None,
+        "lease_until": seal.lease_until,
     }
 
 
