@@ -19,6 +19,7 @@ import json
 import logging
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 
 from openmessenger.core.envelope import Message, OutboundSeal
@@ -319,19 +320,7 @@ class OutboxSender:
         async with self._uow() as tx:
             await tx.federation.refresh_attempt(item.message_id, salt, now_ts)
             await tx.commit()
-        return OutboxItem(
-            message_id=item.message_id,
-            owner_account_id=item.owner_account_id,
-            sender=item.sender,
-            peer_address=item.peer_address,
-            body=item.body,
-            nonce=item.nonce,
-            salt=salt,
-            attempt_ts=now_ts,
-            attempts=item.attempts,
-            give_up_at=item.give_up_at,
-            sealed_link=item.sealed_link,
-        )
+        return replace(item, salt=salt, attempt_ts=now_ts)
 
     def _retry(self, item: OutboxItem) -> OutboxOutcome:
         now = self._clock.now()
