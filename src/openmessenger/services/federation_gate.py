@@ -21,7 +21,7 @@ _REFRESH = timedelta(seconds=1)
 
 
 class RateLimiter(Protocol):
-    def hit(self, rate: str, *key: str) -> bool:
+    async def hit(self, rate: str, *key: str) -> bool:
         """Count one request against ``rate`` for ``key``; False once over it."""
         ...
 
@@ -64,11 +64,12 @@ class FederationGate:
         if domain in switches.blocked:
             return ResponseCode.MESSAGE_REJECTED_PERM
         rates = self._rates
-        allowed = self._limiter.hit(rates.per_domain, "domain", domain)
+        # Every limit counts the request, even once another has refused it.
+        allowed = await self._limiter.hit(rates.per_domain, "domain", domain)
         if handshake:
-            allowed = self._limiter.hit(rates.auth_per_domain, "auth", domain) and allowed
+            allowed = await self._limiter.hit(rates.auth_per_domain, "auth", domain) and allowed
         if address is not None:
-            allowed = self._limiter.hit(rates.per_address, "address", address) and allowed
+            allowed = await self._limiter.hit(rates.per_address, "address", address) and allowed
         return None if allowed else ResponseCode.MESSAGE_REJECTED_TEMP
 
     async def is_blocked(self, domain: Domain) -> bool:
