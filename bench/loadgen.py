@@ -7,7 +7,17 @@ WebSocket is open), waits for a ``go`` line on stdin where the runner must
 synchronise several workers, writes its result as JSON to the config's
 ``result_path`` and prints ``done``.
 Timestamps are ``time.monotonic_ns()``, one clock for every process of the
-machine, so a listener can measure send -> arrival across processes.
+machine, so a listener can measure send -> arrival across processes (and across
+nodes: the federation scenario's sender talks to one node, its listener to another).
+
+Optional config keys: ``ca_file`` (a PEM bundle to trust for https:// and wss://
+URLs), ``nice`` (lower this process's CPU priority by that much, so that it takes
+what the nodes leave), ``keep_ids`` (send: keep the ids of that many accepted
+messages per sender, the last ones, for the runner to check their status),
+``connections`` (send: at most that many connections, 0 for no limit; requests
+beyond wait for one), ``from_schedule`` (send, open loop: a message's time is
+when it was due, not when the generator got round to it, so that a late
+generator or a wait for a connection counts in the latency).
 """
 
 from __future__ import annotations
@@ -15,6 +25,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import re
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -32,6 +45,16 @@ def _line(text: str) -> None:
     sys.stdout.flush()
 
 
+def _tls(config: dict[str, Any]) -> ssl.SSLContext | bool:
+    """What aiohttp verifies with: the given CA, or its default."""
+    ca_file = config.get("ca_file")
+    return ssl.create_default_context(cafile=ca_file) if ca_file else True
+
+
+def _ws_url(url: str) -> str:
+    return re.sub(r"^http", "ws", url) + "/v1/stream"
+
+
 async def _wait_for_go() -> None:
     loop = asyncio.get_running_loop()
     line = await loop.run_in_executor(None, sys.stdin.readline)
@@ -45,25 +68,29 @@ async def send(config: dict[str, Any]) -> dict[str, Any]:
     senders: list[dict[str, str]] = config["senders"]
     duration = float(config["duration_s"])
     rate = config.get("rate")
+    keep_ids = int(config.get("keep_ids", 0))
     latencies: list[float] = []
+    ids: dict[str, list[str]] = {}
     errors = 0
-    connector = aiohttp.TCPConnector(limit=0)
+    from_schedule = bool(config.get("from_schedule"))
+    connector = aiohttp.TCPConnector(limit=int(config.get("connections", 0)), ssl=_tls(config))
     async with aiohttp.ClientSession(connector=connector) as http:
         _line("ready")
         await _wait_for_go()
         started = time.monotonic()
         deadline = started + duration
 
-        async def one(sender: dict[str, str]) -> None:
+        async def one(sender: dict[str, str], due: float | None = None) -> None:
             nonlocal errors
-            body = orjson.dumps({"t": time.monotonic_ns(), "pad": PAD}).decode()
+            t = round(due * 1e9) if due is not None and from_schedule else time.monotonic_ns()
+            body = orjson.dumps({"t": t, "pad": PAD}).decode()
             headers = {"Authorization": f"Bearer {sender['token']}"}
             t0 = time.perf_counter()
             try:
                 async with http.post(
                     url, json={"to": sender["to"], "body": body}, headers=headers
                 ) as r:
-                    await r.read()
+                    answer = await r.read()
                     if r.status != 201:
                         errors += 1
                         return
@@ -71,6 +98,10 @@ async def send(config: dict[str, Any]) -> dict[str, Any]:
                 errors += 1
                 return
             latencies.append((time.perf_counter() - t0) * 1000)
+            if keep_ids:
+                kept = ids.setdefault(sender["token"], [])
+                kept.append(orjson.loads(answer)["id"])
+                del kept[:-keep_ids]
 
         if rate is None:
 
@@ -90,7 +121,7 @@ async def send(config: dict[str, Any]) -> dict[str, Any]:
                 delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                task = asyncio.create_task(one(senders[i % len(senders)]))
+                task = asyncio.create_task(one(senders[i % len(senders)], due))
                 pending.add(task)
                 task.add_done_callback(pending.discard)
                 i += 1
@@ -102,6 +133,7 @@ async def send(config: dict[str, Any]) -> dict[str, Any]:
         "errors": errors,
         "elapsed_s": elapsed,
         "latencies_ms": latencies,
+        "ids": ids,
     }
 
 
@@ -134,10 +166,11 @@ async def echo(config: dict[str, Any]) -> dict[str, Any]:
 
 async def listen(config: dict[str, Any]) -> dict[str, Any]:
     """Hold one stream per token; count arrivals and their send -> arrival latency."""
-    url = config["url"].replace("http://", "ws://") + "/v1/stream"
+    url = _ws_url(config["url"])
     timeout = float(config["timeout_s"])
     expect = 1 << 62  # until the runner says how many were sent
     latencies: list[float] = []
+    per_second: dict[int, int] = {}  # arrivals by whole second of the monotonic clock
     done = asyncio.Event()
     first = last = 0.0
 
@@ -155,6 +188,8 @@ async def listen(config: dict[str, Any]) -> dict[str, Any]:
                 positions[token] = event["position"]
                 sent = orjson.loads(event["message"]["body"])["t"]
                 latencies.append((now - sent) / 1e6)
+                second = now // 1_000_000_000
+                per_second[second] = per_second.get(second, 0) + 1
                 first = first or now / 1e9
                 last = now / 1e9
                 if len(latencies) >= expect:
@@ -168,7 +203,8 @@ async def listen(config: dict[str, Any]) -> dict[str, Any]:
         if len(latencies) >= expect:
             done.set()
 
-    async with aiohttp.ClientSession() as http:
+    connector = aiohttp.TCPConnector(limit=0, ssl=_tls(config))
+    async with aiohttp.ClientSession(connector=connector) as http:
         opened = [asyncio.Event() for _ in config["tokens"]]
         holders = [
             asyncio.create_task(hold(http, t, o))
@@ -187,15 +223,16 @@ async def listen(config: dict[str, Any]) -> dict[str, Any]:
         "latencies_ms": latencies,
         "first_s": first,
         "last_s": last,
+        "per_second": per_second,
         "positions": positions,
     }
 
 
 async def idle(config: dict[str, Any]) -> dict[str, Any]:
     """Open ``count`` streams and hold them until stdin closes."""
-    url = config["url"].replace("http://", "ws://") + "/v1/stream"
+    url = _ws_url(config["url"])
     headers = {"Authorization": f"Bearer {config['token']}"}
-    connector = aiohttp.TCPConnector(limit=0)
+    connector = aiohttp.TCPConnector(limit=0, ssl=_tls(config))
     opened = 0
     failed = 0
     async with aiohttp.ClientSession(connector=connector) as http:
@@ -227,6 +264,8 @@ MODES = {"send": send, "listen": listen, "idle": idle, "echo": echo}
 def main() -> None:
     mode = sys.argv[1]
     config = json.loads(sys.stdin.readline())
+    if config.get("nice"):
+        os.nice(int(config["nice"]))
     result = uvloop.run(MODES[mode](config))
     # Results (every latency) can be large: a file, not the pipe, carries them.
     Path(config["result_path"]).write_text(json.dumps(result))

@@ -1,5 +1,9 @@
 """The system under test: ``openmessenger serve`` as its own process, and the
-devices the scenarios use (registered and connected over the real API)."""
+devices the scenarios use (registered and connected over the real API).
+
+The node listens on a free port of 127.0.0.1 by default; the federation scenario
+gives each node its own address, port 443, a domain and TLS (``args``) and the
+URL clients reach it by (``public_url``, e.g. ``https://alpha.test``)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import asyncio
 import os
 import re
 import secrets
+import ssl
 import subprocess
 import sys
 import threading
@@ -27,18 +32,22 @@ class NodeUnderTest:
     data_dir: Path
     database_url: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
+    """More ``serve`` options (``--host``, ``--port``, ``--domain``, TLS files ...)."""
+    public_url: str | None = None
+    """The base URL clients use; by default the one the node prints."""
     url: str = ""
     process: subprocess.Popen[str] | None = None
+    output: list[str] = field(default_factory=list)
     _ready: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> NodeUnderTest:
         command = [
             str(Path(sys.executable).parent / "openmessenger"),
             "serve",
-            "--port",
-            "0",
             "--data-dir",
             str(self.data_dir),
+            *(self.args or ["--port", "0"]),
         ]
         if self.database_url:
             command += ["--database-url", self.database_url]
@@ -53,12 +62,16 @@ class NodeUnderTest:
         )
         threading.Thread(target=self._drain, daemon=True).start()
         if not self._ready.wait(60) or not self.url:
-            raise RuntimeError("the node did not start")
+            raise RuntimeError(f"the node did not start: {' '.join(self.output[-20:])}")
+        if self.public_url:
+            self.url = self.public_url
         return self
 
     def _drain(self) -> None:
         assert self.process is not None and self.process.stdout is not None
         for line in self.process.stdout:
+            self.output.append(line)
+            del self.output[:-200]
             found = _LISTENING.search(line)
             if found:
                 self.url = found.group(1)
@@ -73,7 +86,12 @@ class NodeUnderTest:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(30)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                # Over TLS, uvicorn may wait on a peer's close_notify: do not hang on it.
+                self.process.kill()
+                self.process.wait(30)
 
 
 @dataclass(frozen=True)
@@ -108,6 +126,39 @@ async def connected_pairs(url: str, count: int) -> list[tuple[BenchDevice, Bench
             headers = {"Authorization": f"Bearer {sender.token}"}
             (await http.post("/v1/connections", json=connect, headers=headers)).raise_for_status()
             return sender, recipient
+
+        return list(await asyncio.gather(*(pair() for _ in range(count))))
+
+
+async def federated_pairs(
+    sender_url: str,
+    recipient_url: str,
+    count: int,
+    verify: ssl.SSLContext,
+    concurrency: int = 8,
+) -> list[tuple[BenchDevice, BenchDevice]]:
+    """``count`` (sender, recipient) pairs across two nodes: each recipient issues a
+    pass code on its node, each sender redeems it on the other (Openmsg ``auth/``
+    and ``auth-confirm/`` between the nodes)."""
+    gate = asyncio.Semaphore(concurrency)
+    async with (
+        httpx.AsyncClient(base_url=sender_url, timeout=60, verify=verify) as on_sender,
+        httpx.AsyncClient(base_url=recipient_url, timeout=60, verify=verify) as on_recipient,
+    ):
+
+        async def pair() -> tuple[BenchDevice, BenchDevice]:
+            async with gate:
+                recipient = await _register(on_recipient)
+                auth = {"Authorization": f"Bearer {recipient.token}"}
+                answer = await on_recipient.post("/v1/codes", json={}, headers=auth)
+                code = answer.raise_for_status().json()["pass_code"]
+                sender = await _register(on_sender)
+                connect = {"address": recipient.address, "pass_code": code}
+                headers = {"Authorization": f"Bearer {sender.token}"}
+                made = await on_sender.post("/v1/connections", json=connect, headers=headers)
+                if made.status_code != 201:
+                    raise RuntimeError(f"connecting across nodes failed: {made.text}")
+                return sender, recipient
 
         return list(await asyncio.gather(*(pair() for _ in range(count))))
 

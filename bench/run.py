@@ -9,6 +9,13 @@ Scenarios (each figure is the median of ``--repeat`` runs):
              delivered, p50/p99 of the send call
 3. latency   send -> arrival on the recipient's WebSocket at fixed rates
 4. idle      WebSocket connections one node holds, and its RSS per connection
+
+``--scenario federation`` measures two nodes federating over Openmsg v1 instead
+(``bench/federation.py``: messages/s between them and send -> WebSocket p50/p99
+at 500 msg/s), inside ``scripts/netns-run``'s namespace, where it re-executes
+itself when started outside:
+
+    .venv/bin/python -m bench.run --scenario federation [--py-spy]
 """
 
 from __future__ import annotations
@@ -348,15 +355,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--smoke", action="store_true", help="tiny run that only proves the harness works"
     )
-    parser.add_argument("--backends", default=",".join(BACKENDS), help="of: " + ", ".join(BACKENDS))
+    parser.add_argument(
+        "--scenario",
+        choices=("node", "federation"),
+        default="node",
+        help="node: one node (scenarios 1-4, the default); federation: two nodes over Openmsg",
+    )
+    parser.add_argument(
+        "--backends",
+        help="of: " + ", ".join(BACKENDS) + " (default: all; federation: sqlite)",
+    )
     parser.add_argument("--repeat", type=int, help="runs per figure (median reported)")
     parser.add_argument("--duration", type=float, help="seconds per run")
     parser.add_argument("--idle", type=int, help="idle WebSocket connections to open")
     parser.add_argument(
         "--out", type=Path, default=BENCH_DIR, help="where RESULTS.md and results/ go"
     )
-    args = parser.parse_args(argv)
-    backends = args.backends.split(",")
+    federation_options = parser.add_argument_group("federation scenario")
+    federation_options.add_argument("--pairs", type=int, help="connected pairs (default 64)")
+    federation_options.add_argument(
+        "--rates", help="offered msgs/s of the latency runs, comma-separated (default 100,250,500)"
+    )
+    federation_options.add_argument(
+        "--loadgen-nice", type=int, help="CPU niceness of the load generators (default 10)"
+    )
+    federation_options.add_argument(
+        "--reuse-nodes",
+        action="store_true",
+        help="one pair of nodes for every run (default: fresh nodes and databases per run)",
+    )
+    federation_options.add_argument(
+        "--py-spy",
+        action="store_true",
+        help="one more saturation run with py-spy recording both nodes (pip install py-spy)",
+    )
+    given = argv if argv is not None else sys.argv[1:]
+    args = parser.parse_args(given)
+    if args.scenario == "federation":
+        from bench import federation
+
+        if not federation.in_namespace():
+            federation.reexec_in_namespace(given)
+        return federation.main(args, given, machine())
+    backends = (args.backends or ",".join(BACKENDS)).split(",")
     for backend in backends:
         if backend not in BACKENDS:
             parser.error(f"unknown backend {backend!r}")

@@ -11,12 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 
 @dataclass
 class Worker:
     process: subprocess.Popen[str]
     result_path: Path
     cpu_s: float = 0.0
+    cpu_at_go_s: float = 0.0
 
     @classmethod
     def start(cls, mode: str, config: dict[str, Any]) -> Worker:
@@ -38,6 +41,16 @@ class Worker:
         assert self.process.stdin is not None
         self.process.stdin.write(line + "\n")
         self.process.stdin.flush()
+
+    def mark_go(self) -> None:
+        """Note the CPU time used so far (start-up), so that ``run_cpu_s`` leaves it out."""
+        times = psutil.Process(self.process.pid).cpu_times()
+        self.cpu_at_go_s = times.user + times.system
+
+    @property
+    def run_cpu_s(self) -> float:
+        """CPU time since ``mark_go`` (all of it if never marked); known after ``result``."""
+        return self.cpu_s - self.cpu_at_go_s
 
     def wait_ready(self) -> None:
         assert self.process.stdout is not None

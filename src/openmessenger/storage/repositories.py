@@ -621,7 +621,16 @@ class SqlMessages(Repository):
             openmsg_received.c.owner_account_id,
             openmsg_received.c.peer_address,
             openmsg_received.c.nonce,
-        ).where(openmsg_received.c.nonce.in_(sorted({r.nonce for r in received})))
+        ).where(
+            # An IN per primary-key column: an index lookup, not a scan, however many
+            # were received (SQLite scans for a row-value IN). A superset of the keys:
+            # the caller compares whole keys.
+            openmsg_received.c.owner_account_id.in_(
+                sorted({r.recipient_account for r in received})
+            ),
+            openmsg_received.c.peer_address.in_(sorted({r.sender for r in received})),
+            openmsg_received.c.nonce.in_(sorted({r.nonce for r in received})),
+        )
         return {
             (AccountId(r.owner_account_id), Address(r.peer_address), str(r.nonce))
             for r in await self._conn.execute(query)
