@@ -157,10 +157,30 @@ def test_connect_and_contacts(run: Run) -> None:
     assert connected["address"] == alice
     assert connected["display_name"] == "Alice"
     [contact] = json_lines(run("alice", "contacts", "--json"))
-    assert set(contact) == {"address", "display_name", "connected_at", "conversation_id"}
+    assert set(contact) == {
+        "address",
+        "display_name",
+        "connected_at",
+        "conversation_id",
+        "accepts_messages",
+        "peer_accepts_messages",
+    }
     assert contact["address"] == bob
+    assert contact["accepts_messages"] is contact["peer_accepts_messages"] is True
     assert contact["conversation_id"] == connected["conversation_id"]
     assert is_rfc3339_utc(contact["connected_at"])
+
+
+def test_connect_no_replies_lets_only_the_initiator_send(run: Run) -> None:
+    alice, newsletter = address_of(run, "alice"), address_of(run, "newsletter")
+    pass_code = one_json_line(run("alice", "code", "--json"))["pass_code"]
+    run("newsletter", "connect", alice, pass_code, "--no-replies")
+    [contact] = json_lines(run("alice", "contacts", "--json"))
+    assert contact["peer_accepts_messages"] is False
+    sent = one_json_line(run("newsletter", "send", alice, "Issue 1", "--wait", "--json"))
+    assert sent["status"] == "delivered"
+    refused = run("alice", "send", newsletter, "unsubscribe", exit_code=1)
+    assert refused.stderr.strip() == "error: refused"
 
 
 def test_a_wrong_code_is_refused_with_one_generic_line(run: Run) -> None:
