@@ -58,11 +58,16 @@ class Node:
         await self.database.dispose()
 
 
-async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
+async def open_node_database(settings: Settings) -> Database:
+    """The node's database, migrated (SQLite: in the data directory, made if new)."""
     url = settings.effective_database_url()
     if is_sqlite(url):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    database = await connect_and_migrate(url, sqlite_synchronous=settings.sqlite_synchronous)
+    return await connect_and_migrate(url, sqlite_synchronous=settings.sqlite_synchronous)
+
+
+async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
+    database = await open_node_database(settings)
     uow = database.uow
     secrets = NodeSecrets(settings.load_node_secret())
     clock = clock or SystemClock()

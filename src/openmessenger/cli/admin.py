@@ -49,12 +49,12 @@ def _with_admin(
     config: Path | None,
     action: Callable[[NodeAdmin], Awaitable[T]],
 ) -> T:
-    from openmessenger.storage.database import connect_and_migrate
+    from openmessenger.wiring import open_node_database
 
     settings = load_settings(data_dir=data_dir, database_url=database_url, config=config)
 
     async def run() -> T:
-        database = await connect_and_migrate(settings.effective_database_url())
+        database = await open_node_database(settings)
         try:
             return await action(NodeAdmin(database.uow, _Clock()))
         finally:
