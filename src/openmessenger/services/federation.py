@@ -153,7 +153,7 @@ class FederationService:
     # --- a peer starts a handshake (auth/) ---------------------------------------------
 
     async def auth(self, body: object) -> JsonObject:
-        return await self._answer(self._auth, body)
+        return await self._answer(self._auth(body))
 
     async def _auth(self, body: object) -> JsonObject:
         request = openmsg.parse_auth_request(body)
@@ -206,7 +206,7 @@ class FederationService:
     # --- a peer checks that we started a handshake (auth-confirm/) ----------------------
 
     async def auth_confirm(self, body: object) -> JsonObject:
-        return await self._answer(self._auth_confirm, body)
+        return await self._answer(self._auth_confirm(body))
 
     async def _auth_confirm(self, body: object) -> JsonObject:
         request = openmsg.parse_auth_confirm_request(body)
@@ -222,7 +222,7 @@ class FederationService:
     # --- a peer sends a message (message-receive/) -----------------------------------------
 
     async def message_receive(self, body: object) -> JsonObject:
-        return await self._answer(self._message_receive, body)
+        return await self._answer(self._message_receive(body))
 
     async def _message_receive(self, body: object) -> JsonObject:
         request = openmsg.parse_message_receive_request(body)
@@ -231,7 +231,7 @@ class FederationService:
     # --- one of our nodes sends a long message (extension, signed) -------------------------
 
     async def long_message_receive(self, body: bytes, headers: Mapping[str, str]) -> JsonObject:
-        return await self._answer(lambda _: self._long_message_receive(body, headers), None)
+        return await self._answer(self._long_message_receive(body, headers))
 
     async def _long_message_receive(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
         origin = await self._signed_origin(raw, headers)
@@ -335,7 +335,7 @@ class FederationService:
     # --- a peer checks that we sent a message (message-confirm/) ----------------------------
 
     async def message_confirm(self, body: object) -> JsonObject:
-        return await self._answer(self._message_confirm, body)
+        return await self._answer(self._message_confirm(body))
 
     async def _message_confirm(self, body: object) -> JsonObject:
         request = openmsg.parse_message_confirm_request(body)
@@ -345,11 +345,10 @@ class FederationService:
 
     # --- shared -------------------------------------------------------------------------
 
-    async def _answer(
-        self, handler: Callable[[object], Awaitable[JsonObject]], body: object
-    ) -> JsonObject:
+    async def _answer(self, work: Awaitable[JsonObject]) -> JsonObject:
+        """The endpoint's answer: its work's result, or the refusal it raised."""
         try:
-            return await handler(body)
+            return await work
         except _Refusal as refusal:
             return openmsg.error_body(refusal.code, refusal.message)
         except openmsg.RemoteProtocolError as exc:

@@ -75,10 +75,6 @@ class FederationGate:
     async def is_blocked(self, domain: Domain) -> bool:
         return domain in (await self._current()).blocked
 
-    def forget(self) -> None:
-        """Read the switches again on the next request (after this process changed them)."""
-        self._switches = None
-
     async def _current(self) -> _Switches:
         cached = self._switches
         if cached is not None and abs(self._clock.now() - cached.read_at) < _REFRESH:

@@ -161,11 +161,12 @@ class OutboxSender:
             return openmsg.hashes_match(in_flight, message_hash)
         async with self._uow() as tx:  # sent by another process of this node
             item = await tx.federation.outbox_by_nonce(nonce)
-        if item is None or item.sealed_link is None:
+        codes = await self._codes(item) if item is not None else None
+        if item is None or codes is None:
             return False
         now = int(self._clock.now().timestamp())
         return openmsg.within_window(item.attempt_ts, now) and openmsg.hashes_match(
-            self._hash(item, LinkCodes.unseal(self._secrets, item.sealed_link)), message_hash
+            self._hash(item, codes), message_hash
         )
 
     # --- the loop -----------------------------------------------------------------

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 
 from openmessenger.core.envelope import DeliveryStatus
 from openmessenger.core.ids import AccountId, Address, ConversationId, Domain, MessageId
@@ -232,12 +232,6 @@ class SqlFederation(Repository):
                     .where(openmsg_outbox.c.message_id == outcome.message_id)
                     .values(next_attempt_at=outcome.next_attempt_at, lease_until=None)
                 )
-
-    async def next_due(self) -> datetime | None:
-        """When the earliest waiting message is due (leases are not looked at)."""
-        query = select(func.min(openmsg_outbox.c.next_attempt_at))
-        value: datetime | None = (await self._conn.execute(query)).scalar()
-        return value
 
     # --- blocks and flags -----------------------------------------------------------
 
