@@ -11,7 +11,17 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-from openmessenger.core.envelope import CLIENT_TXN_ID_PATTERN, MAX_BODY_CHARS
+from openmessenger.core.envelope import CLIENT_TXN_ID_PATTERN
+from openmessenger.protocol.e2e import (
+    MAX_ENCRYPTED_BODY_CHARS,
+    BackupEntry,
+    Encryption,
+    Key,
+    OlmCiphertext,
+    Signature,
+    SignedDeviceList,
+    SignedKey,
+)
 
 API_PREFIX = "/v1"
 CHALLENGE_CONTEXT = "openmessenger/v1/device-auth"
@@ -135,6 +145,10 @@ class ContactOut(Response):
     peer_accepts_messages: bool = True
     """This contact takes your messages."""
 
+    encryption: Encryption = "end-to-end"
+    """``transport-encrypted`` when the contact's node speaks only Openmsg v1: the
+    nodes see the text. Clients then send plain text, which the node seals."""
+
 
 class ContactList(Response):
     contacts: list[ContactOut]
@@ -142,7 +156,16 @@ class ContactList(Response):
 
 class SendIn(Request):
     to: AddressStr
-    body: str = Field(min_length=1, max_length=MAX_BODY_CHARS)
+    body: str = Field(
+        min_length=1,
+        max_length=MAX_ENCRYPTED_BODY_CHARS,
+        description="An om.megolm.v1 body as JSON text (end to end), or plain text of at "
+        "most 65,536 characters, which the node seals before storing (transport-encrypted)",
+    )
+    encryption: Encryption = Field(
+        default="transport-encrypted",
+        description="end-to-end: body is an om.megolm.v1 body; transport-encrypted: plain text",
+    )
     client_txn_id: str | None = Field(
         default=None,
         pattern=CLIENT_TXN_ID_PATTERN,
@@ -160,6 +183,9 @@ class MessageOut(Response):
     body: str
     sent_at: datetime
     status: Literal["accepted", "delivered", "failed"]
+    encryption: Encryption = "end-to-end"
+    """end-to-end: ``body`` is an om.megolm.v1 body; transport-encrypted: an
+    om.sealed.v1 body the node sealed to the receiving devices."""
 
 
 class StreamEventOut(Response):
@@ -168,8 +194,22 @@ class StreamEventOut(Response):
     message: MessageOut
 
 
+class ToDeviceOut(Response):
+    """An Olm message from another device of the same account."""
+
+    id: int
+    sender_device: str
+    sender_key: str
+    olm: OlmCiphertext
+
+
 class SyncOut(Response):
     events: list[StreamEventOut]
+    to_device: list[ToDeviceOut] = Field(
+        default_factory=list,
+        description="Device-to-device messages after ?to_device_since=; asking with a "
+        "higher to_device_since acknowledges (deletes) the earlier ones",
+    )
     next_since: int = Field(description="Pass as ?since= next time")
     has_more: bool
 
@@ -177,6 +217,150 @@ class SyncOut(Response):
 class MessageList(Response):
     messages: list[MessageOut]
     has_more: bool = Field(description="Ask again with after_seq = the last seq")
+
+
+# -- end-to-end keys (docs/encryption.md) -------------------------------------------
+
+
+class KeysUploadIn(Request):
+    """Public keys a device publishes; every key is signed by the device's Ed25519 key."""
+
+    one_time_keys: list[SignedKey] = Field(default_factory=list, max_length=100)
+    fallback_key: SignedKey | None = None
+    sealing_key: Key | None = None
+    sealing_key_signature: Signature | None = None
+
+
+class KeyCountsOut(Response):
+    one_time_keys: int = Field(description="Unclaimed one-time keys the node holds")
+    fallback_key: bool
+
+
+class DeviceKeysOut(Response):
+    device_id: str
+    ed25519_key: str
+    curve25519_key: str
+    sealing_key: str | None
+    sealing_key_signature: str | None
+
+
+class AddressKeysOut(Response):
+    """An address's signed device list and every device the node lists for it.
+    Clients encrypt only to devices the signed list names with the same keys."""
+
+    address: str
+    device_list: SignedDeviceList | None
+    devices: list[DeviceKeysOut]
+    encryption: Encryption
+
+
+class ClaimIn(Request):
+    address: AddressStr
+    devices: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        min_length=1, max_length=256
+    )
+
+
+class ClaimedKey(Response):
+    key_id: str
+    key: str
+    signature: str
+    fallback: bool
+
+
+class ClaimOut(Response):
+    one_time_keys: dict[str, ClaimedKey] = Field(
+        description="device id -> a one-time key (or the fallback key when none is left)"
+    )
+
+
+class DeviceListIn(Request):
+    device_list: SignedDeviceList
+
+
+class ToDeviceMessage(Request):
+    device_id: str = Field(min_length=1, max_length=64)
+    olm: OlmCiphertext
+
+
+class ToDeviceIn(Request):
+    """Olm messages to other devices of the caller's own account."""
+
+    messages: list[ToDeviceMessage] = Field(min_length=1, max_length=100)
+
+
+class OwnDeviceOut(Response):
+    device_id: str
+    ed25519_key: str
+    curve25519_key: str
+    created_at: datetime
+    current: bool = Field(description="The device making the request")
+
+
+class OwnDeviceList(Response):
+    devices: list[OwnDeviceOut]
+    device_list: SignedDeviceList | None
+
+
+class RevokeDeviceIn(Request):
+    device_list: SignedDeviceList = Field(
+        description="The account's new signed device list, without the revoked device"
+    )
+
+
+class LinkRequestIn(Request):
+    """A new device asks to join an existing account (no token yet)."""
+
+    ed25519_key: Base64Key
+    curve25519_key: Base64Key
+    one_time_key: SignedKey
+    challenge: str = Field(min_length=1, max_length=200)
+    signature: str = Field(min_length=86, max_length=88)
+
+
+class LinkRequestOut(Response):
+    code: str = Field(description="Show it on the new device; an existing device approves it")
+    expires_at: datetime
+
+
+class LinkRequestInfo(Response):
+    device_id: str = Field(description="The id the new device gets once approved")
+    ed25519_key: str
+    curve25519_key: str
+    one_time_key: SignedKey
+    expires_at: datetime
+
+
+class LinkApproveIn(Request):
+    device_list: SignedDeviceList = Field(description="The new list, with the new device")
+    secrets: OlmCiphertext = Field(description="For the new device: account secrets, room keys")
+
+
+class BackupSetupIn(Request):
+    recovery_auth_key: Key = Field(
+        description="Public half of the key derived from the recovery key; proves recovery"
+    )
+
+
+class BackupEntriesIn(Request):
+    entries: dict[Annotated[str, Field(min_length=1, max_length=100)], BackupEntry] = Field(
+        max_length=1000
+    )
+
+
+class BackupOut(Response):
+    entries: dict[str, BackupEntry]
+
+
+class RecoveryIn(Request):
+    """A new device joins an account with a proof derived from its recovery key."""
+
+    address: AddressStr
+    ed25519_key: Base64Key
+    curve25519_key: Base64Key
+    challenge: str = Field(min_length=1, max_length=200)
+    signature: str = Field(min_length=86, max_length=88)
+    recovery_signature: Signature
 
 
 class ProblemField(Response):

@@ -67,5 +67,3 @@ async def test_with_the_proxy_down_nothing_goes_out_directly(
 def test_a_node_that_requires_a_proxy_does_not_start_without_one() -> None:
     with pytest.raises(ValueError, match="federation_proxy"):
         Settings(federation_proxy_required=True)
-
-

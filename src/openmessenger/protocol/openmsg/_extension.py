@@ -7,9 +7,16 @@ peer never receives a field it does not know) and are signed by the sending
 node's key over the method, path, both domains, a timestamp and the body's
 SHA-256; the signature proves the origin, so they need no confirm callback.
 
-The first capability, ``long-text``: messages of up to 65,536 characters
-(v1 stops at 2,000), in the same secretbox package and with the same hash,
-window and single-use nonce rules as v1's ``message-receive/``.
+Capabilities:
+
+- ``long-text``: messages of up to 65,536 characters (v1 stops at 2,000), in
+  the same secretbox package and with the same hash, window and single-use
+  nonce rules as v1's ``message-receive/``.
+- ``end-to-end``: the same request with ``"end_to_end": true`` carries an
+  ``om.megolm.v1`` body (protocol/e2e.py) inside the secretbox package, and the
+  sender's node may ask for the keys of a connected address on this node
+  (``keys-query/``, ``keys-claim/``), so that devices on two nodes encrypt to
+  each other. docs/encryption.md describes both.
 """
 
 from __future__ import annotations
@@ -19,8 +26,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from openmessenger.protocol.e2e import MAX_ENCRYPTED_BODY_CHARS, SignedDeviceList, SignedKey
 from openmessenger.protocol.openmsg._bodies import MessageReceiveRequest, parse_body
 from openmessenger.protocol.openmsg._fields import package_chars_for, package_up_to
+from openmessenger.protocol.openmsg._package import MIN_PACKAGE_BYTES
 
 DESCRIPTOR_PATH = "/.well-known/openmessenger"
 EXTENSION_PROTOCOL = "openmessenger/1"
@@ -29,7 +38,14 @@ V1_PROTOCOL = "openmsg/1"
 LONG_TEXT = "long-text"
 LONG_TEXT_MAX_CHARS = 65_536
 LONG_MESSAGE_PATH = "/openmsg/x-openmessenger/message-receive/"
-MAX_LONG_PACKAGE_CHARS = package_chars_for(LONG_TEXT_MAX_CHARS)
+END_TO_END = "end-to-end"
+KEYS_QUERY_PATH = "/openmsg/x-openmessenger/keys-query/"
+KEYS_CLAIM_PATH = "/openmsg/x-openmessenger/keys-claim/"
+# An end-to-end body is ASCII (JSON of base64), so one byte per character.
+MAX_LONG_PACKAGE_CHARS = max(
+    package_chars_for(LONG_TEXT_MAX_CHARS),
+    -(-(MIN_PACKAGE_BYTES + MAX_ENCRYPTED_BODY_CHARS) * 4 // 3),
+)
 
 ORIGIN_HEADER = "openmessenger-origin"
 TIMESTAMP_HEADER = "openmessenger-timestamp"
@@ -53,9 +69,59 @@ class NodeDescriptor(BaseModel):
 
 
 class LongMessageReceiveRequest(MessageReceiveRequest):
-    """``POST /openmsg/x-openmessenger/message-receive/``: v1's fields, a longer package."""
+    """``POST /openmsg/x-openmessenger/message-receive/``: v1's fields, a longer package,
+    and ``end_to_end``: the package holds an ``om.megolm.v1`` body, not text."""
 
     message_package: Annotated[str, package_up_to(MAX_LONG_PACKAGE_CHARS)]
+    end_to_end: bool = False
+
+
+class KeysQueryRequest(BaseModel):
+    """``POST keys-query/``: the devices of ``address`` (on the receiving node), asked
+    for ``requester`` (on the signing node), who must be connected with it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    requester: str = Field(min_length=3, max_length=300)
+    address: str = Field(min_length=3, max_length=300)
+
+
+class KeysClaimRequest(KeysQueryRequest):
+    """``POST keys-claim/``: one one-time key of each of ``devices``."""
+
+    devices: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        min_length=1, max_length=256
+    )
+
+
+class RemoteDevice(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    device_id: str = Field(min_length=1, max_length=64)
+    ed25519_key: str = Field(min_length=43, max_length=44)
+    curve25519_key: str = Field(min_length=43, max_length=44)
+
+
+class KeysQueryAnswer(BaseModel):
+    """``found`` is False, and nothing else is said, for an unknown address and for
+    one that is not connected with the requester alike."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    found: bool
+    device_list: SignedDeviceList | None = None
+    devices: list[RemoteDevice] = Field(default_factory=list, max_length=256)
+
+
+class ClaimedRemoteKey(SignedKey):
+    fallback: bool = False
+
+
+class KeysClaimAnswer(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    found: bool
+    one_time_keys: dict[str, ClaimedRemoteKey] = Field(default_factory=dict, max_length=256)
 
 
 def parse_long_message_receive_request(data: object) -> LongMessageReceiveRequest:
@@ -68,6 +134,10 @@ def descriptor_url(domain: str) -> str:
 
 def long_message_url(domain: str) -> str:
     return f"https://{domain}{LONG_MESSAGE_PATH}"
+
+
+def extension_url(domain: str, path: str) -> str:
+    return f"https://{domain}{path}"
 
 
 def signed_request_bytes(
