@@ -82,4 +82,7 @@ async def test_the_node_never_holds_a_private_key(http: httpx.AsyncClient, dump:
         "curve25519_key",
         "created_at",
         "stream_head",
+        "sealing_key",
+        "sealing_key_signature",
+        "revoked_at",
     }

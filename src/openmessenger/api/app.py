@@ -14,7 +14,7 @@ from openmessenger.api.fast_send import FastSendMiddleware
 from openmessenger.api.limits import BodySizeLimitMiddleware
 from openmessenger.api.observability import Metrics, RequestMetricsMiddleware
 from openmessenger.api.openmsg import OpenmsgMiddleware
-from openmessenger.api.routes import devices, messages, pairing
+from openmessenger.api.routes import devices, keys, linking, messages, pairing
 from openmessenger.api.stream import StreamMiddleware
 from openmessenger.protocol.client_api import API_PREFIX
 from openmessenger.services.node import NodeServices
@@ -33,7 +33,7 @@ def create_app(services: NodeServices, *, max_request_bytes: int) -> ASGIApp:
     app.state.services = services
     app.state.metrics = metrics
     errors.install(app)
-    for router in (devices.router, pairing.router, messages.router):
+    for router in (devices.router, pairing.router, messages.router, keys.router, linking.router):
         app.include_router(router)
 
     @app.get("/healthz", include_in_schema=False)

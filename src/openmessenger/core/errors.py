@@ -47,6 +47,10 @@ class Forbidden(DomainError):
 class NotFound(DomainError):
     code = "not_found"
 
+    def __init__(self, message: str, *, code: str = "not_found") -> None:
+        super().__init__(message)
+        self.code = code
+
 
 class Conflict(DomainError):
     code = "conflict"

@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from openmessenger.core.envelope import Encryption
 from openmessenger.core.ids import (
     AccountId,
     Address,
@@ -109,6 +110,11 @@ class OutboxItem:
     give_up_at: datetime
     sealed_link: str | None
     """None when the connection's link is gone (the message cannot be sent)."""
+    sealed_plaintext: str | None = None
+    """The text to deliver, sealed under the node secret (``body`` is then sealed
+    to devices and unreadable here); None when ``body`` is what the peer gets."""
+    encryption: Encryption = Encryption.TRANSPORT
+    """END_TO_END: ``body`` is an om.megolm.v1 body, for a node that takes them."""
 
 
 class OutboxVerdict(enum.StrEnum):
@@ -123,3 +129,96 @@ class OutboxOutcome:
     verdict: OutboxVerdict
     next_attempt_at: datetime | None = None
     """For RETRY: when to try again."""
+
+
+# --- End-to-end encryption: public keys only (docs/encryption.md) -------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SignedOneTimeKey:
+    """A one-time or fallback Curve25519 key, signed by its device's Ed25519 key."""
+
+    key_id: str
+    key: str
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedOneTimeKey:
+    """A key handed out for one new Olm session: a one-time key (then gone from
+    the node) or, when none is left, the device's fallback key."""
+
+    key_id: str
+    key: str
+    signature: str
+    fallback: bool
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCounts:
+    one_time_keys: int
+    """Unclaimed one-time keys (the fallback key not counted)."""
+    fallback_key: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DevicePublicKeys:
+    """What others need to encrypt to a device."""
+
+    device_id: DeviceId
+    ed25519_key: str
+    curve25519_key: str
+    sealing_key: str | None = None
+    sealing_key_signature: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AddressKeys:
+    """An address's devices and the device list its account signed."""
+
+    address: Address
+    devices: tuple[DevicePublicKeys, ...]
+    device_list: str | None
+    """JSON of a ``protocol.e2e.SignedDeviceList``; None before the account published one."""
+    encryption: Encryption
+
+
+@dataclass(frozen=True, slots=True)
+class AccountKeys:
+    account_id: AccountId
+    signing_key: str
+    """The account signing key (Ed25519, public): set by the first accepted list."""
+    device_list: str
+    """JSON of the newest accepted ``SignedDeviceList``."""
+    device_list_version: int
+    recovery_auth_key: str | None
+    """Checks a recovery (Ed25519, public); None until a key backup is set up."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRequest:
+    """A new device asking to join an account; ``code_hmac`` finds it by its code."""
+
+    code_hmac: str
+    device_id: DeviceId
+    """The id the device gets once approved."""
+    ed25519_key: str
+    curve25519_key: str
+    one_time_key: SignedOneTimeKey
+    expires_at: datetime
+    approved_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ToDeviceEvent:
+    """An Olm message from one device of an account to another, held until acknowledged."""
+
+    id: int
+    device_id: DeviceId
+    """The receiving device."""
+    sender_device: DeviceId
+    sender_key: str
+    """The sending device's Curve25519 identity key."""
+    olm: str
+    """JSON of a ``protocol.e2e.OlmCiphertext``."""
+    created_at: datetime

@@ -54,6 +54,9 @@ class DeviceService:
         self._secrets = secrets
         self._domain = domain
         self._recent_tokens: OrderedDict[str, tuple[AuthenticatedDevice, datetime]] = OrderedDict()
+        # Devices revoked by this process lately: refused even if a token check
+        # that read the store before the revocation remembers them afterwards.
+        self._revoked: dict[DeviceId, datetime] = {}
 
     async def issue_challenge(self) -> Challenge:
         value = self._secrets.token(32)
@@ -78,7 +81,7 @@ class DeviceService:
         now = self._clock.now()
         await self._prove_possession(ed25519_key, challenge, signature, now)
         async with self._uow() as tx:
-            if await tx.devices.by_ed25519_key(ed25519_key) is not None:
+            if await tx.keys.key_taken(ed25519_key):  # a revoked device's key too
                 raise Conflict("This key is already registered.", code="device_exists")
             account = await self._create_account(tx.accounts, now)
             if name is not None:
@@ -92,7 +95,7 @@ class DeviceService:
                 created_at=now,
             )
             await tx.devices.create(device)
-            token = await self._new_token(tx.devices, device.id, now)
+            token = await self.new_token(tx.devices, device.id, now)
             await tx.commit()
         return DeviceSession(device, account, token)
 
@@ -104,7 +107,7 @@ class DeviceService:
             account = await tx.accounts.get(device.account_id) if device else None
             if device is None or account is None:
                 raise Unauthenticated("Unknown device key.")
-            token = await self._new_token(tx.devices, device.id, now)
+            token = await self.new_token(tx.devices, device.id, now)
             await tx.commit()
         return DeviceSession(device, account, token)
 
@@ -119,7 +122,7 @@ class DeviceService:
         async with self._uow() as tx:
             device = await tx.devices.by_token(token_hmac)
             account = await tx.accounts.get(device.account_id) if device else None
-        if device is None or account is None:
+        if device is None or account is None or self._recently_revoked(device.id, now):
             raise Unauthenticated("The access token is not valid.")
         caller = AuthenticatedDevice(device, account)
         # Every request authenticates: remembering a valid token for a short
@@ -131,16 +134,35 @@ class DeviceService:
             self._recent_tokens.popitem(last=False)
         return caller
 
-    async def _prove_possession(
-        self, ed25519_key: str, challenge: str, signature: str, now: datetime
-    ) -> None:
-        # The challenge is spent in its own transaction, whatever follows: a
-        # signed request works once, so replaying a captured one gets nothing.
+    def forget_device(self, device_id: DeviceId) -> None:
+        """The device was revoked: its tokens stop working at once in this process
+        (another process of the node stops taking them within ``TOKEN_CACHE_TTL``)."""
+        now = self._clock.now()
+        for token_hmac, (caller, _) in list(self._recent_tokens.items()):
+            if caller.device.id == device_id:
+                del self._recent_tokens[token_hmac]
+        self._revoked = {d: t for d, t in self._revoked.items() if t > now}
+        self._revoked[device_id] = now + TOKEN_CACHE_TTL
+
+    def _recently_revoked(self, device_id: DeviceId, now: datetime) -> bool:
+        until = self._revoked.get(device_id) if self._revoked else None
+        return until is not None and until > now
+
+    async def consume_challenge(self, challenge: str, now: datetime) -> bool:
+        """Spend a challenge from :meth:`issue_challenge`; True only the first time,
+        and only before it expires. Spent in its own transaction, whatever follows:
+        a signed request works once, so replaying a captured one gets nothing."""
         async with self._uow() as tx:
             fresh = await tx.challenges.consume(
                 self._secrets.hmac(_CHALLENGE_PURPOSE, challenge), now
             )
             await tx.commit()
+        return fresh
+
+    async def _prove_possession(
+        self, ed25519_key: str, challenge: str, signature: str, now: datetime
+    ) -> None:
+        fresh = await self.consume_challenge(challenge, now)
         signed = signed_challenge_bytes(challenge, self._domain)
         if not fresh or not verify_ed25519(ed25519_key, signed, signature):
             raise Unauthenticated("The challenge signature is not valid, or the challenge expired.")
@@ -158,9 +180,9 @@ class DeviceService:
             if account is not None:
                 return account
 
-    async def _new_token(
-        self, devices: DeviceRepository, device_id: DeviceId, now: datetime
-    ) -> str:
+    async def new_token(self, devices: DeviceRepository, device_id: DeviceId, now: datetime) -> str:
+        """A fresh bearer token for the device, stored (as an HMAC) in the caller's
+        transaction."""
         token = self._secrets.token(TOKEN_BYTES)
         await devices.add_token(device_id, self._secrets.hmac(_TOKEN_PURPOSE, token), now)
         return token

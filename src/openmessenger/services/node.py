@@ -6,9 +6,12 @@ from dataclasses import dataclass
 
 from openmessenger.core.ids import Domain
 from openmessenger.services.accounts import AccountService
+from openmessenger.services.backup import BackupService
 from openmessenger.services.devices import DeviceService
 from openmessenger.services.federation import FederationService
 from openmessenger.services.federation_gate import NodeAdmin
+from openmessenger.services.keys import KeyService
+from openmessenger.services.linking import LinkingService
 from openmessenger.services.messaging import MessagingService
 from openmessenger.services.pairing import PairingService
 from openmessenger.services.ports import Clock
@@ -24,3 +27,6 @@ class NodeServices:
     messaging: MessagingService
     federation: FederationService
     admin: NodeAdmin
+    keys: KeyService
+    linking: LinkingService
+    backup: BackupService

@@ -31,13 +31,21 @@ from openmessenger.core.ids import (
 from openmessenger.core.passcodes import CodeState
 from openmessenger.core.records import (
     Account,
+    AccountKeys,
     AccountKind,
+    AddressKeys,
+    ClaimedOneTimeKey,
     Contact,
     Device,
+    DevicePublicKeys,
+    KeyCounts,
+    LinkRequest,
     OpenmsgLink,
     OutboxItem,
     OutboxOutcome,
     PassCode,
+    SignedOneTimeKey,
+    ToDeviceEvent,
 )
 
 
@@ -228,6 +236,130 @@ class FederationRepository(Protocol):
     async def set_flag(self, name: str, value: str, now: datetime) -> None: ...
 
 
+class KeyRepository(Protocol):
+    """Devices' public keys, one-time keys, revocation, and the account signing key
+    with its device list. "Devices" here are those not revoked."""
+
+    async def device(self, device_id: DeviceId) -> Device | None: ...
+
+    async def devices(self, account_id: AccountId) -> list[Device]: ...
+
+    async def public_keys(self, account_id: AccountId) -> list[DevicePublicKeys]: ...
+
+    async def key_taken(self, ed25519_key: str) -> bool:
+        """Whether any device, a revoked one too, has this Ed25519 key."""
+        ...
+
+    async def lock_device(self, device_id: DeviceId) -> bool:
+        """Serialise writers of one device's keys; False if it is missing or revoked."""
+        ...
+
+    async def revoke(self, device_id: DeviceId, now: datetime) -> bool:
+        """Revoke: its tokens, one-time keys and pending to-device messages go."""
+        ...
+
+    async def set_sealing_key(self, device_id: DeviceId, key: str, signature: str) -> None: ...
+
+    async def sealing_keys(
+        self, account_ids: Sequence[AccountId]
+    ) -> dict[AccountId, dict[DeviceId, str]]:
+        """Account -> device -> sealing key, for the devices that have one."""
+        ...
+
+    async def one_time_keys(self, device_id: DeviceId, key_ids: Sequence[str]) -> dict[str, str]:
+        """Which of these one-time key ids the device holds: key id -> key."""
+        ...
+
+    async def add_one_time_keys(
+        self, device_id: DeviceId, keys: Sequence[SignedOneTimeKey]
+    ) -> None: ...
+
+    async def set_fallback_key(self, device_id: DeviceId, key: SignedOneTimeKey) -> None:
+        """Replaces the device's fallback key (there is at most one)."""
+        ...
+
+    async def counts(self, device_id: DeviceId) -> KeyCounts: ...
+
+    async def claim(self, device_id: DeviceId) -> ClaimedOneTimeKey | None:
+        """Pop one one-time key atomically, else the fallback key (kept), else None."""
+        ...
+
+    async def account_keys(
+        self, account_id: AccountId, *, for_update: bool = False
+    ) -> AccountKeys | None: ...
+
+    async def put_device_list(
+        self,
+        account_id: AccountId,
+        *,
+        signing_key: str,
+        device_list: str,
+        version: int,
+        expected_version: int | None,
+    ) -> bool:
+        """Compare and set by version; False if another list got there first."""
+        ...
+
+    async def set_recovery_auth_key(self, account_id: AccountId, key: str) -> bool: ...
+
+
+class BackupRepository(Protocol):
+    async def put_entries(self, account_id: AccountId, entries: Mapping[str, str]) -> None:
+        """Insert or replace (entry id -> entry JSON)."""
+        ...
+
+    async def entries(self, account_id: AccountId) -> dict[str, str]: ...
+
+    async def delete_all(self, account_id: AccountId) -> None: ...
+
+
+class LinkRequestRepository(Protocol):
+    async def add(self, request: LinkRequest, now: datetime) -> bool:
+        """False if the code, the device id or the key is taken by a live request."""
+        ...
+
+    async def by_code_hmac(self, code_hmac: str) -> LinkRequest | None: ...
+
+    async def by_ed25519_key(self, ed25519_key: str) -> LinkRequest | None: ...
+
+    async def approve(self, code_hmac: str, now: datetime) -> bool:
+        """Mark a live request used; False if it was not live."""
+        ...
+
+
+class ToDeviceRepository(Protocol):
+    async def add(
+        self,
+        sender_device: DeviceId,
+        sender_key: str,
+        messages: Sequence[tuple[DeviceId, str]],
+        now: datetime,
+    ) -> None: ...
+
+    async def after(
+        self, device_id: DeviceId, after_id: int, limit: int
+    ) -> list[ToDeviceEvent]: ...
+
+    async def delete_up_to(self, device_id: DeviceId, up_to_id: int) -> None: ...
+
+
+class RemoteKeyDirectory(Protocol):
+    """The keys of addresses on other nodes (implemented over federation)."""
+
+    async def query(self, requester: Address, address: Address) -> AddressKeys | None:
+        """The address's devices and signed list; None if its node does not tell
+        ``requester`` (not connected, unknown, unreachable)."""
+        ...
+
+    async def claim(
+        self, requester: Address, address: Address, devices: Sequence[DeviceId]
+    ) -> dict[DeviceId, ClaimedOneTimeKey]: ...
+
+    async def end_to_end(self, domain: Domain) -> bool:
+        """Whether that node takes end-to-end messages (PeerUnavailable: cannot tell)."""
+        ...
+
+
 class MessageLog(Protocol):
     """Where sends are appended; may group concurrent sends into one transaction."""
 
@@ -257,6 +389,18 @@ class Transaction(Protocol):
 
     @property
     def federation(self) -> FederationRepository: ...
+
+    @property
+    def keys(self) -> KeyRepository: ...
+
+    @property
+    def backups(self) -> BackupRepository: ...
+
+    @property
+    def link_requests(self) -> LinkRequestRepository: ...
+
+    @property
+    def to_device(self) -> ToDeviceRepository: ...
 
     async def commit(self) -> None: ...
 

@@ -75,6 +75,12 @@ devices = Table(
     # Last assigned stream position; bumped with UPDATE .. RETURNING so that
     # concurrent writers serialise on the row and positions never repeat.
     Column("stream_head", BigInteger, nullable=False, default=0),
+    # End to end (docs/encryption.md): the key the node seals transport-encrypted
+    # bodies to, signed by the device; a revoked device keeps its row (its id
+    # stays taken, its messages keep their sender) but nothing else.
+    Column("sealing_key", String(43)),
+    Column("sealing_key_signature", String(86)),
+    Column("revoked_at", Timestamp),
 )
 
 device_tokens = Table(
@@ -154,6 +160,7 @@ messages = Table(
     Column("sent_at", Timestamp, nullable=False),
     Column("status", String(16), nullable=False),
     Column("client_txn_id", String(128)),
+    Column("encryption", String(24), nullable=False, server_default="transport-encrypted"),
     UniqueConstraint("conversation_id", "seq", name="uq_messages_conversation_seq"),
     UniqueConstraint("sender_device", "client_txn_id", name="uq_messages_sender_txn"),
 )
@@ -209,6 +216,7 @@ openmsg_outbox = Table(
     Column("give_up_at", Timestamp, nullable=False),
     # Held by one sender until then, so several processes never send one message twice.
     Column("lease_until", Timestamp),
+    Column("sealed_plaintext", Text),
 )
 
 # Nonces of messages received per link: a nonce (so a package, so a hash) is
@@ -236,4 +244,84 @@ node_flags = Table(
     Column("name", String(64), primary_key=True),
     Column("value", String(256), nullable=False),
     Column("updated_at", Timestamp, nullable=False),
+)
+
+
+# --- End-to-end encryption (docs/encryption.md) -----------------------------------
+# Public keys and ciphertexts only: the node never holds a private key.
+
+# One-time and fallback keys a device published, signed by it. Claiming deletes a
+# one-time key; the fallback key (at most one per device) stays until replaced.
+# vodozemac numbers fallback keys apart from one-time keys, so their ids may be
+# equal: ``fallback`` is part of the key.
+one_time_keys = Table(
+    "one_time_keys",
+    metadata,
+    Column("device_id", String(32), ForeignKey("devices.id"), primary_key=True),
+    Column("fallback", Boolean, primary_key=True),
+    Column("key_id", String(64), primary_key=True),
+    Column("key", String(43), nullable=False),
+    Column("signature", String(86), nullable=False),
+)
+Index(
+    "uq_one_time_keys_fallback",
+    one_time_keys.c.device_id,
+    unique=True,
+    sqlite_where=one_time_keys.c.fallback,
+    postgresql_where=one_time_keys.c.fallback,
+)
+
+# The account's signing key and the device list it signed (JSON of a
+# SignedDeviceList); ``device_list_version`` only grows. ``recovery_auth_key``
+# proves a recovery (set with the key backup).
+account_keys = Table(
+    "account_keys",
+    metadata,
+    Column("account_id", String(32), ForeignKey("accounts.id"), primary_key=True),
+    Column("signing_key", String(43), nullable=False),
+    Column("device_list", Text, nullable=False),
+    Column("device_list_version", BigInteger, nullable=False),
+    Column("recovery_auth_key", String(43)),
+)
+
+# Secrets backed up under the recovery key (JSON of a BackupEntry each).
+key_backup = Table(
+    "key_backup",
+    metadata,
+    Column("account_id", String(32), ForeignKey("accounts.id"), primary_key=True),
+    Column("entry_id", String(100), primary_key=True),
+    Column("entry", Text, nullable=False),
+)
+
+# New devices asking to join an account; the code is kept as an HMAC only.
+link_requests = Table(
+    "link_requests",
+    metadata,
+    Column("code_hmac", String(64), primary_key=True),
+    Column("device_id", String(32), nullable=False, unique=True),
+    Column("ed25519_key", String(44), nullable=False, unique=True),
+    Column("curve25519_key", String(44), nullable=False),
+    Column("one_time_key", Text, nullable=False),
+    Column("expires_at", Timestamp, nullable=False, index=True),
+    Column("approved_at", Timestamp),
+)
+
+# Olm messages between devices of one account, until the receiver acknowledges
+# them. Ids only grow (AUTOINCREMENT on SQLite, never reusing a deleted id): a
+# device acknowledges "everything up to id N".
+to_device = Table(
+    "to_device",
+    metadata,
+    Column(
+        "id",
+        Integer().with_variant(BigInteger(), "postgresql"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("device_id", String(32), ForeignKey("devices.id"), nullable=False, index=True),
+    Column("sender_device", String(32), nullable=False),
+    Column("sender_key", String(43), nullable=False),
+    Column("olm", Text, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    sqlite_autoincrement=True,
 )
