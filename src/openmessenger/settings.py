@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     node_secret: SecretStr | None = Field(default=None, description="hex, at least 32 bytes")
     node_secret_file: Path | None = None
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
-    max_request_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     # TLS served by the node itself (both or neither); federation needs HTTPS.

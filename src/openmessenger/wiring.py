@@ -21,9 +21,12 @@ from openmessenger.crypto.keys import NodeSecrets
 from openmessenger.federation.client import AiohttpTransport
 from openmessenger.federation.rate_limits import SlidingWindowLimiter
 from openmessenger.services.accounts import AccountService
+from openmessenger.services.backup import BackupService
 from openmessenger.services.devices import DeviceService
 from openmessenger.services.federation import FederationService
 from openmessenger.services.federation_gate import FederationGate, FederationRates, NodeAdmin
+from openmessenger.services.keys import KeyService
+from openmessenger.services.linking import LinkingService
 from openmessenger.services.links import Links
 from openmessenger.services.messaging import MessagingService
 from openmessenger.services.node import NodeServices
@@ -31,6 +34,8 @@ from openmessenger.services.outbox import OutboxSender
 from openmessenger.services.pairing import PairingService
 from openmessenger.services.peers import PeerDirectory
 from openmessenger.services.ports import Clock, FederationTransport
+from openmessenger.services.remote_keys import FederatedKeyDirectory
+from openmessenger.services.signed_requests import SignedRequests
 from openmessenger.settings import Settings
 from openmessenger.storage.database import Database, connect_and_migrate, is_sqlite, normalise_url
 from openmessenger.storage.group_commit import GroupCommitMessageLog, GroupCommitReceiveLog
@@ -118,10 +123,22 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
         links=links,
     )
     pairing.remote = federation
+    devices = DeviceService(uow, clock, secrets, domain)
+    keys = KeyService(
+        uow,
+        clock,
+        domain,
+        revoked=devices,
+        remote=FederatedKeyDirectory(
+            SignedRequests(secrets=secrets, clock=clock, domain=domain, transport=transport),
+            directory,
+        ),
+    )
+    federation.keys = keys
     services = NodeServices(
         domain=domain,
         clock=clock,
-        devices=DeviceService(uow, clock, secrets, domain),
+        devices=devices,
         accounts=AccountService(uow),
         pairing=pairing,
         messaging=MessagingService(
@@ -129,6 +146,9 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
         ),
         federation=federation,
         admin=NodeAdmin(uow, clock),
+        keys=keys,
+        linking=LinkingService(uow, clock, secrets, domain, devices),
+        backup=BackupService(uow),
     )
     app = create_app(services, max_request_bytes=settings.max_request_bytes)
     outbox.start()

@@ -32,4 +32,4 @@ async def test_acknowledged_messages_survive_kill_9(database_url: str, tmp_path:
     finally:
         node.stop()
     assert [e["message"]["id"] for e in events] == acknowledged
-    assert [e["message"]["body"] for e in events] == [f"durable {i}" for i in range(20)]
+    assert [alice.text(e["message"]) for e in events] == [f"durable {i}" for i in range(20)]

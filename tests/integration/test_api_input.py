@@ -59,12 +59,12 @@ async def test_malformed_json_and_oversize_bodies(http: httpx.AsyncClient, dump:
     malformed = await http.post("/v1/messages", content=b'{"to": "1*x", ', headers=headers)
     assert_problem(malformed, 400, "malformed_json")
     oversize = await http.post(
-        "/v1/messages", content=b"{" + b" " * 300_000 + b"}", headers=headers
+        "/v1/messages", content=b"{" + b" " * 1_100_000 + b"}", headers=headers
     )
     assert_problem(oversize, 413, "body_too_large", "body")
 
     async def chunks():  # no Content-Length: counted as it arrives
-        for _ in range(40):
+        for _ in range(110):
             yield b" " * 10_000
 
     streamed = await http.post("/v1/messages", content=chunks(), headers=headers)
@@ -72,7 +72,7 @@ async def test_malformed_json_and_oversize_bodies(http: httpx.AsyncClient, dump:
 
     async def valid_then_padding():  # a valid send, then more than the limit allows
         yield json.dumps({"to": alice.address, "body": "smuggled"}).encode()
-        for _ in range(40):
+        for _ in range(110):
             yield b" " * 10_000
 
     padded = await http.post("/v1/messages", content=valid_then_padding(), headers=headers)
@@ -120,6 +120,23 @@ async def test_malformed_json_and_oversize_bodies(http: httpx.AsyncClient, dump:
         ("get", "/v1/sync?since=-1", None, 422, "invalid_input", "since"),
         ("get", "/v1/sync?limit=100000", None, 422, "invalid_input", "limit"),
         ("get", "/v1/sync?since=abc", None, 422, "invalid_input", "since"),
+        ("get", "/v1/sync?since=18446744073709551616", None, 422, "invalid_input", "since"),
+        (
+            "post",
+            "/v1/messages",
+            {"to": "1234567890*localhost", "body": "plain", "encryption": "end-to-end"},
+            422,
+            "invalid_input",
+            "body",
+        ),
+        (
+            "post",
+            "/v1/messages",
+            {"to": "1234567890*localhost", "body": "x", "encryption": "sideways"},
+            422,
+            "invalid_input",
+            "encryption",
+        ),
         ("get", "/v1/conversations/nope/messages", None, 404, "not_found", None),
         ("delete", "/v1/codes/nope", None, 404, "not_found", None),
         ("get", "/v1/nothing-here", None, 404, "not_found", None),

@@ -18,7 +18,7 @@ async def test_connected_devices_exchange_messages_in_order(http: httpx.AsyncCli
     assert reply.status_code == 201
 
     events = await alice.sync()
-    assert [e["message"]["body"] for e in events] == ["one", "two", "three"]
+    assert [alice.text(e["message"]) for e in events] == ["one", "two", "three"]
     assert [e["message"]["from"] for e in events] == [bob.address] * 3
     positions = [e["position"] for e in events]
     assert positions == sorted(positions) and len(set(positions)) == 3
@@ -26,7 +26,7 @@ async def test_connected_devices_exchange_messages_in_order(http: httpx.AsyncCli
     assert {e["message"]["conversation_id"] for e in events} == {reply.json()["conversation_id"]}
     # Once synced, nothing is repeated.
     assert await alice.sync(since=positions[-1]) == []
-    assert [e["message"]["body"] for e in await bob.sync()] == ["hi bob"]
+    assert await bob.texts() == ["hi bob"]
 
 
 async def test_no_connection_no_message(http: httpx.AsyncClient, dump: Dump) -> None:
@@ -60,7 +60,7 @@ async def test_a_retried_send_is_stored_and_delivered_once(
     assert sorted(r.status_code for r in racing) == [200, 200, 200, 200, 201]
     assert len({r.json()["id"] for r in racing}) == 1
     assert [r.status_code for r in by_header] == [201, 200]
-    assert [e["message"]["body"] for e in await alice.sync()] == ["only once", "raced", "hdr"]
+    assert await alice.texts() == ["only once", "raced", "hdr"]
     assert len((await dump())["messages"]) == 3
 
 
@@ -85,7 +85,7 @@ async def test_history_is_oldest_first_and_pages(http: httpx.AsyncClient) -> Non
     path = f"/v1/conversations/{contact['conversation_id']}/messages"
     first = (await alice.get(path, params={"limit": 3})).json()["messages"]
     rest = (await alice.get(path, params={"after_seq": first[-1]["seq"]})).json()["messages"]
-    assert [m["body"] for m in first + rest] == ["m0", "m1", "m2", "m3", "m4"]
+    assert [alice.text(m) for m in first + rest] == ["m0", "m1", "m2", "m3", "m4"]
     assert [m["seq"] for m in first + rest] == [1, 2, 3, 4, 5]
     assert (await bob.get(path)).json()["messages"] == first + rest
 

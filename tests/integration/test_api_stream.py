@@ -33,11 +33,11 @@ async def test_a_listening_device_receives_live_messages_in_order(http: httpx.As
     await bob.send(alice.address, "before listening")
     async with connect(http, alice) as ws:
         backlog = await next_event(ws)
-        assert backlog["message"]["body"] == "before listening"
+        assert alice.text(backlog["message"]) == "before listening"
         for text in ("live 1", "live 2", "live 3"):
             await bob.send(alice.address, text)
         live = [await next_event(ws) for _ in range(3)]
-    assert [e["message"]["body"] for e in live] == ["live 1", "live 2", "live 3"]
+    assert [alice.text(e["message"]) for e in live] == ["live 1", "live 2", "live 3"]
     positions = [backlog["position"]] + [e["position"] for e in live]
     assert positions == list(range(positions[0], positions[0] + 4))
     assert live[0]["message"]["from"] == bob.address and live[0]["type"] == "message"
@@ -49,9 +49,9 @@ async def test_resuming_from_a_position_skips_what_was_seen(http: httpx.AsyncCli
         await bob.send(alice.address, text)
     seen = (await alice.sync())[1]["position"]
     async with connect(http, alice, since=seen) as ws:
-        assert (await next_event(ws))["message"]["body"] == "c"
+        assert alice.text((await next_event(ws))["message"]) == "c"
         await bob.send(alice.address, "d")
-        assert (await next_event(ws))["message"]["body"] == "d"
+        assert alice.text((await next_event(ws))["message"]) == "d"
 
 
 async def test_concurrent_senders_arrive_once_each_in_stream_order(http: httpx.AsyncClient) -> None:
@@ -62,7 +62,7 @@ async def test_concurrent_senders_arrive_once_each_in_stream_order(http: httpx.A
         events = [await next_event(ws) for _ in range(30)]
     positions = [e["position"] for e in events]
     assert positions == sorted(positions) and len(set(positions)) == 30
-    assert sorted(e["message"]["body"] for e in events) == sorted(f"m{i}" for i in range(30))
+    assert sorted(alice.text(e["message"]) for e in events) == sorted(f"m{i}" for i in range(30))
     # The conversation's order is one line: seq 1..30 with no fork.
     assert sorted(e["message"]["seq"] for e in events) == list(range(1, 31))
 
@@ -74,7 +74,7 @@ async def test_a_stream_carries_only_its_own_devices_events(http: httpx.AsyncCli
         await bob.send(alice.address, "for alice")
         await dave.send(carol.address, "for carol")
         event = await next_event(ws)
-    assert event["message"]["body"] == "for carol"
+    assert carol.text(event["message"]) == "for carol"
 
 
 @pytest.mark.parametrize("token", ["", "Bearer wrong"])

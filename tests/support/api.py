@@ -9,7 +9,9 @@ from typing import Any
 import httpx
 
 from openmessenger.crypto.device_identity import DeviceIdentity
+from openmessenger.crypto.sealing import SealingKeyPair
 from openmessenger.protocol.client_api import signed_challenge_bytes
+from openmessenger.protocol.e2e import SealedBody, sealing_key_signed_bytes
 
 Dump = Callable[[], Awaitable[dict[str, list[dict[str, object]]]]]
 
@@ -32,6 +34,13 @@ class ApiDevice:
     device_id: str
     address: str
     token: str
+    sealing: SealingKeyPair
+    """Opens what the node sealed to this device (plain-text sends are stored so)."""
+
+    def text(self, message: dict[str, Any]) -> str:
+        """The text of a message as the API returned it, opened with this device's key."""
+        assert message["encryption"] == "transport-encrypted", message
+        return self.sealing.open(SealedBody.model_validate_json(message["body"]), self.device_id)
 
     @property
     def auth(self) -> dict[str, str]:
@@ -62,6 +71,10 @@ class ApiDevice:
         events: list[dict[str, Any]] = response.json()["events"]
         return events
 
+    async def texts(self, since: int = 0) -> list[str]:
+        """The texts of this device's stream after ``since``, opened."""
+        return [self.text(event["message"]) for event in await self.sync(since)]
+
 
 async def signed_challenge(http: httpx.AsyncClient, identity: DeviceIdentity) -> dict[str, str]:
     answer = (await http.post("/v1/auth/challenge")).json()
@@ -82,7 +95,27 @@ async def register(http: httpx.AsyncClient, name: str | None = None) -> ApiDevic
     response = await http.post("/v1/devices", json=body)
     assert response.status_code == 201, response.text
     data = response.json()
-    return ApiDevice(http, identity, data["device_id"], data["address"], data["access_token"])
+    device = ApiDevice(
+        http,
+        identity,
+        data["device_id"],
+        data["address"],
+        data["access_token"],
+        SealingKeyPair.generate(),
+    )
+    await publish_sealing_key(device)
+    return device
+
+
+async def publish_sealing_key(device: ApiDevice) -> None:
+    key = device.sealing.public_key
+    signature = device.identity.sign(sealing_key_signed_bytes(device.device_id, key))
+    response = await device.http.put(
+        "/v1/keys",
+        json={"sealing_key": key, "sealing_key_signature": signature},
+        headers=device.auth,
+    )
+    assert response.status_code == 200, response.text
 
 
 async def connected_pair(http: httpx.AsyncClient) -> tuple[ApiDevice, ApiDevice]:

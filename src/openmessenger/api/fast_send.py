@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from openmessenger.api import render
 from openmessenger.api.deps import authenticate, bearer_token
 from openmessenger.api.errors import domain_problem
+from openmessenger.core.envelope import Encryption
 from openmessenger.core.errors import DomainError
 from openmessenger.protocol.client_api import API_PREFIX, SendIn
 from openmessenger.services.node import NodeServices
@@ -70,7 +71,11 @@ class FastSendMiddleware:
         try:
             caller = await authenticate(self._services, scope)
             result = await self._services.messaging.send(
-                caller, request.to, request.body, request.client_txn_id
+                caller,
+                request.to,
+                request.body,
+                request.client_txn_id,
+                Encryption(request.encryption),
             )
         except DomainError as exc:
             return domain_problem(exc)

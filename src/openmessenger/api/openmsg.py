@@ -8,7 +8,7 @@ only read, call the federation service and render its answer.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 from prometheus_client import Counter
@@ -21,8 +21,11 @@ from openmessenger.services.federation import FederationService
 PREFIX = "/openmsg/"
 MAX_OPENMSG_BODY_BYTES = 32 * 1024
 """Far above the largest valid v1 body (a 2,000-character text is a 10,720-character package)."""
-MAX_LONG_BODY_BYTES = 512 * 1024
-"""The long-text extension: 65,536 characters make a package of at most 349,588."""
+MAX_LONG_BODY_BYTES = 1024 * 1024
+"""The extension: a long text makes a package of at most 349,588 characters, an
+end-to-end body (512 KiB of ASCII) one of at most 699,104."""
+
+SignedHandler = Callable[[bytes, Mapping[str, str]], Awaitable[JsonObject]]
 
 _HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
 
@@ -38,6 +41,12 @@ class OpenmsgMiddleware:
             "message-receive": federation.message_receive,
             "message-confirm": federation.message_confirm,
         }
+        # Extended requests signed by one of our nodes: the service checks the
+        # signature over the exact bytes, so it gets them unparsed.
+        self._signed_handlers: dict[str, SignedHandler] = {
+            openmsg.KEYS_QUERY_PATH: federation.keys_query,
+            openmsg.KEYS_CLAIM_PATH: federation.keys_claim,
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
@@ -49,6 +58,10 @@ class OpenmsgMiddleware:
             return
         if path.rstrip("/") == openmsg.LONG_MESSAGE_PATH.rstrip("/"):
             await self._long_message(scope, receive, send)
+            return
+        signed_handler = self._signed_handlers.get(path.rstrip("/") + "/")
+        if signed_handler is not None:
+            await self._signed(scope, receive, send, path, signed_handler)
             return
         handler = self._handlers.get(path[len(PREFIX) :].rstrip("/"))
         if handler is None:
@@ -80,6 +93,18 @@ class OpenmsgMiddleware:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             answer = await self._federation.long_message_receive(body, headers)
         self._count(openmsg.LONG_MESSAGE_PATH, answer)
+        await _answer(send, answer)
+
+    async def _signed(
+        self, scope: Scope, receive: Receive, send: Send, path: str, handler: SignedHandler
+    ) -> None:
+        body = await _read_body(scope, receive, MAX_OPENMSG_BODY_BYTES)
+        if body is None:
+            answer = _too_large(MAX_OPENMSG_BODY_BYTES)
+        else:
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            answer = await handler(body, headers)
+        self._count(path, answer)
         await _answer(send, answer)
 
     def _count(self, path: str, answer: JsonObject) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from openmessenger.core.envelope import Message, StreamEvent
+from openmessenger.core.envelope import Encryption, Message, StreamEvent
 from openmessenger.core.records import Contact, PassCode
 from openmessenger.protocol.client_api import (
     ContactOut,
@@ -24,6 +24,7 @@ def message(m: Message) -> MessageOut:
         body=m.body,
         sent_at=m.sent_at,
         status=m.status.value,
+        encryption=m.encryption.value,
     )
 
 
@@ -31,7 +32,7 @@ def stream_event(e: StreamEvent) -> StreamEventOut:
     return StreamEventOut(position=e.position, message=message(e.message))
 
 
-def contact(c: Contact) -> ContactOut:
+def contact(c: Contact, encryption: Encryption) -> ContactOut:
     return ContactOut(
         address=c.address,
         display_name=c.display_name,
@@ -39,6 +40,7 @@ def contact(c: Contact) -> ContactOut:
         connected_at=c.connected_at,
         accepts_messages=c.accepts_messages,
         peer_accepts_messages=c.peer_accepts_messages,
+        encryption=encryption.value,
     )
 
 

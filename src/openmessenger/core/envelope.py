@@ -1,5 +1,6 @@
-"""What the node routes and stores. The body is opaque: plain text before
-end-to-end encryption, ciphertext after, in the same field."""
+"""What the node routes and stores. The body is opaque to the node: an
+end-to-end ciphertext, or a body the node sealed to the receiving devices when
+it had to see the text (docs/encryption.md). Never plain text at rest."""
 
 from __future__ import annotations
 
@@ -28,6 +29,16 @@ def validate_body(body: str, *, field: str = "body") -> str:
     return body
 
 
+class Encryption(enum.StrEnum):
+    """How a message is protected, as users see it."""
+
+    END_TO_END = "end-to-end"
+    """Only the devices of the accounts in the conversation can read it."""
+    TRANSPORT = "transport-encrypted"
+    """A node on the way read it (an Openmsg v1 link, or a plain-text send); at
+    rest it is sealed to the receiving devices."""
+
+
 class DeliveryStatus(enum.StrEnum):
     ACCEPTED = "accepted"
     DELIVERED = "delivered"
@@ -45,6 +56,7 @@ class Message:
     body: str
     sent_at: datetime
     status: DeliveryStatus
+    encryption: Encryption = Encryption.END_TO_END
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +79,9 @@ class OutboundSeal:
     give_up_at: datetime
     lease_until: datetime
     """The sending process holds it until then: it makes the first attempt at once."""
+    sealed_plaintext: str | None = None
+    """For a transport-encrypted message: its text sealed under the node secret, kept
+    with the outbox entry only until delivery (the stored body is sealed to devices)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +98,7 @@ class SendRequest:
     sent_at: datetime
     outbound: OutboundSeal | None = None
     """Set when the recipient is on another node: the message joins the outbox."""
+    encryption: Encryption = Encryption.END_TO_END
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +113,7 @@ class ReceivedMessage:
     nonce: str
     body: str
     sent_at: datetime
+    encryption: Encryption = Encryption.TRANSPORT
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,11 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
-from openmessenger.core.envelope import AppendResult, ReceivedMessage
+from pydantic import BaseModel, ValidationError
+
+from openmessenger.core.envelope import AppendResult, Encryption, ReceivedMessage
 from openmessenger.core.errors import InvalidInput, PeerUnavailable, Refused
 from openmessenger.core.ids import (
     Address,
@@ -23,14 +26,18 @@ from openmessenger.core.ids import (
     MessageId,
     ParsedAddress,
     address_domain,
+    parse_address,
     parse_domain,
 )
 from openmessenger.core.records import Account, Contact, OpenmsgLink
 from openmessenger.crypto.keys import verify_ed25519
 from openmessenger.protocol import openmsg
+from openmessenger.protocol.e2e import MAX_ENCRYPTED_BODY_CHARS, SignedDeviceList
 from openmessenger.protocol.openmsg import JsonObject, ResponseCode
 from openmessenger.services.federation_gate import FederationGate
+from openmessenger.services.keys import KeyService
 from openmessenger.services.links import LinkCodes, Links, ident_hmac
+from openmessenger.services.messaging import validate_encrypted_body
 from openmessenger.services.pairing import ConnectResult, PairingService
 from openmessenger.services.peers import PeerDirectory
 from openmessenger.services.ports import (
@@ -42,8 +49,10 @@ from openmessenger.services.ports import (
     Secrets,
     UnitOfWork,
 )
+from openmessenger.services.sealing import BodySealer
 
 log = logging.getLogger(__name__)
+_Request = TypeVar("_Request", bound=BaseModel)
 
 _HANDSHAKE_PURPOSE = "openmsg-handshake"
 HANDSHAKE_SECONDS = openmsg.MESSAGE_WINDOW_SECONDS
@@ -86,6 +95,9 @@ class FederationService:
         links: Links,
     ) -> None:
         self._uow = uow
+        self._sealer = BodySealer(uow)
+        self.keys: KeyService | None = None
+        """Answers other nodes' key requests; set once the node is built."""
         self._clock = clock
         self._secrets = secrets
         self._domain = domain
@@ -234,15 +246,13 @@ class FederationService:
         return await self._answer(self._long_message_receive(body, headers))
 
     async def _long_message_receive(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
-        origin = await self._signed_origin(raw, headers)
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "The body is not JSON.") from None
-        request = openmsg.parse_long_message_receive_request(data)
+        origin = await self._signed_origin(raw, headers, openmsg.LONG_MESSAGE_PATH)
+        request = openmsg.parse_long_message_receive_request(_json(raw))
+        if request.end_to_end:
+            return await self._receive(request, origin, MAX_ENCRYPTED_BODY_CHARS, end_to_end=True)
         return await self._receive(request, origin, openmsg.LONG_TEXT_MAX_CHARS)
 
-    async def _signed_origin(self, raw: bytes, headers: Mapping[str, str]) -> Domain:
+    async def _signed_origin(self, raw: bytes, headers: Mapping[str, str], path: str) -> Domain:
         """The domain whose node signed this request, or a refusal (SM_E003: not vouched)."""
         try:
             origin = parse_domain(headers.get(openmsg.ORIGIN_HEADER, ""))
@@ -253,13 +263,77 @@ class FederationService:
             raise _Refusal(ResponseCode.MESSAGE_EXPIRED)
         await self._admit(origin)
         descriptor = await self._directory.descriptor(origin)
-        signed = openmsg.signed_request_bytes(
-            "POST", openmsg.LONG_MESSAGE_PATH, self._domain, origin, timestamp, raw
-        )
+        signed = openmsg.signed_request_bytes("POST", path, self._domain, origin, timestamp, raw)
         signature = headers.get(openmsg.SIGNATURE_HEADER, "")
         if descriptor is None or not verify_ed25519(descriptor.signing_key, signed, signature):
             raise _Refusal(ResponseCode.MESSAGE_UNKNOWN, "The signature does not verify.")
         return origin
+
+    # --- one of our nodes asks for the keys of a connected address (extension) -----------
+
+    async def keys_query(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
+        return await self._answer(self._keys_query(raw, headers))
+
+    async def _keys_query(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
+        origin = await self._signed_origin(raw, headers, openmsg.KEYS_QUERY_PATH)
+        request = _parse(openmsg.KeysQueryRequest, raw)
+        requester, address = self._key_parties(request, origin)
+        found = await self.keys.keys_for_peer(requester, address) if self.keys else None
+        if found is None:
+            return openmsg.KeysQueryAnswer(found=False).model_dump(mode="json")
+        return openmsg.KeysQueryAnswer(
+            found=True,
+            device_list=(
+                SignedDeviceList.model_validate_json(found.device_list)
+                if found.device_list
+                else None
+            ),
+            devices=[
+                openmsg.RemoteDevice(
+                    device_id=d.device_id,
+                    ed25519_key=d.ed25519_key,
+                    curve25519_key=d.curve25519_key,
+                )
+                for d in found.devices
+            ],
+        ).model_dump(mode="json")
+
+    async def keys_claim(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
+        return await self._answer(self._keys_claim(raw, headers))
+
+    async def _keys_claim(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
+        origin = await self._signed_origin(raw, headers, openmsg.KEYS_CLAIM_PATH)
+        request = _parse(openmsg.KeysClaimRequest, raw)
+        requester, address = self._key_parties(request, origin)
+        claimed = (
+            await self.keys.claim_for_peer(requester, address, request.devices)
+            if self.keys
+            else None
+        )
+        if claimed is None:
+            return openmsg.KeysClaimAnswer(found=False).model_dump(mode="json")
+        return openmsg.KeysClaimAnswer(
+            found=True,
+            one_time_keys={
+                device: openmsg.ClaimedRemoteKey(
+                    key_id=key.key_id, key=key.key, signature=key.signature, fallback=key.fallback
+                )
+                for device, key in claimed.items()
+            },
+        ).model_dump(mode="json")
+
+    def _key_parties(
+        self, request: openmsg.KeysQueryRequest, origin: Domain
+    ) -> tuple[Address, Address]:
+        try:
+            requester = parse_address(request.requester, field="requester")
+            address = parse_address(request.address, field="address")
+        except InvalidInput:
+            raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "Not an address.") from None
+        if requester.domain != origin:
+            # A node speaks only for its own addresses.
+            raise _Refusal(ResponseCode.IDENT_CODE_INVALID)
+        return requester.address, address.address
 
     def descriptor(self) -> JsonObject:
         """What this node publishes at ``/.well-known/openmessenger``."""
@@ -267,13 +341,18 @@ class FederationService:
             domain=self._domain,
             protocols=(openmsg.V1_PROTOCOL, openmsg.EXTENSION_PROTOCOL),
             signing_key=self._secrets.signing_key(),
-            capabilities=(openmsg.LONG_TEXT,),
+            capabilities=(openmsg.LONG_TEXT, openmsg.END_TO_END),
         ).model_dump(mode="json")
 
     # --- shared by both ways of receiving ---------------------------------------------
 
     async def _receive(
-        self, request: openmsg.MessageReceiveRequest, signed_by: Domain | None, max_chars: int
+        self,
+        request: openmsg.MessageReceiveRequest,
+        signed_by: Domain | None,
+        max_chars: int,
+        *,
+        end_to_end: bool = False,
     ) -> JsonObject:
         """Check and store one message; ``signed_by`` is the origin a signature
         proved, else the sender's domain is asked to confirm (v1)."""
@@ -313,6 +392,16 @@ class FederationService:
         if not vouched:
             raise _Refusal(ResponseCode.MESSAGE_UNKNOWN)
         text, _ = openmsg.open_package(request.message_package, codes.key, max_chars=max_chars)
+        if end_to_end:
+            try:
+                body = validate_encrypted_body(text)
+            except InvalidInput:
+                raise _Refusal(
+                    ResponseCode.MESSAGE_DECRYPTION_ERROR, "Not an om.megolm.v1 body."
+                ) from None
+        else:
+            # The text is sealed to the recipient's devices before anything stores it.
+            body = await self._sealer.seal_for(text, None, link.owner_address)
         stored = await self._receive_log(
             ReceivedMessage(
                 message_id=MessageId(self._secrets.identifier()),
@@ -321,8 +410,9 @@ class FederationService:
                 recipient=link.owner_address,
                 sender=link.peer_address,
                 nonce=nonce,
-                body=text,
+                body=body,
                 sent_at=datetime.fromtimestamp(request.message_timestamp, UTC),
+                encryption=Encryption.END_TO_END if end_to_end else Encryption.TRANSPORT,
             )
         )
         if stored is None:
@@ -433,3 +523,17 @@ class FederationService:
                 link.owner_account_id, link.peer_address, display_name=name
             )
             await tx.commit()
+
+
+def _json(raw: bytes) -> object:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "The body is not JSON.") from None
+
+
+def _parse(model: type[_Request], raw: bytes) -> _Request:
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError:
+        raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "Not a valid request.") from None

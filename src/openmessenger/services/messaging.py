@@ -13,7 +13,10 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from pydantic import ValidationError
+
 from openmessenger.core.envelope import (
+    Encryption,
     Message,
     OutboundSeal,
     SendRequest,
@@ -30,6 +33,7 @@ from openmessenger.core.ids import (
     parse_address,
 )
 from openmessenger.core.records import AuthenticatedDevice
+from openmessenger.protocol.e2e import MAX_ENCRYPTED_BODY_CHARS, EncryptedBody
 from openmessenger.services.ports import (
     Bus,
     Clock,
@@ -38,6 +42,7 @@ from openmessenger.services.ports import (
     SubscriptionLagged,
     UnitOfWork,
 )
+from openmessenger.services.sealing import BodySealer
 
 MAX_PAGE = 500
 
@@ -65,7 +70,12 @@ class SyncPage:
 class Outbound(Protocol):
     """Where messages to addresses on other nodes go (the federation outbox)."""
 
-    async def seal(self, recipient_domain: Domain, body: str) -> OutboundSeal: ...
+    async def seal(
+        self, recipient_domain: Domain, body: str, *, end_to_end: bool = False
+    ) -> OutboundSeal:
+        """``body`` is the text to deliver (kept only until delivery), or with
+        ``end_to_end`` an om.megolm.v1 body for a node that takes them."""
+        ...
 
     def notify(self, message: Message, sender_account: AccountId, seal: OutboundSeal) -> None:
         """The message is stored with ``seal``: make its first attempt now."""
@@ -83,6 +93,7 @@ class MessagingService:
         domain: Domain,
         outbound: Outbound | None = None,
     ) -> None:
+        self._sealer = BodySealer(uow)
         self._uow = uow
         self._log = log
         self._bus = bus
@@ -92,15 +103,34 @@ class MessagingService:
         self.outbound = outbound
 
     async def send(
-        self, caller: AuthenticatedDevice, to: str, body: str, client_txn_id: str | None
+        self,
+        caller: AuthenticatedDevice,
+        to: str,
+        body: str,
+        client_txn_id: str | None,
+        encryption: Encryption = Encryption.TRANSPORT,
     ) -> SendResult:
+        """Store and deliver one message. An end-to-end ``body`` is stored as it
+        came; plain text is sealed to the devices that will read it first, so the
+        node never keeps plain text (it is then ``transport-encrypted``)."""
         recipient = parse_address(to, field="to")
-        body = validate_body(body)
+        remote = recipient.domain != self._domain
+        if remote and self.outbound is None:
+            raise Refused()
         seal = None
-        if recipient.domain != self._domain:
-            if self.outbound is None:
-                raise Refused()
-            seal = await self.outbound.seal(recipient.domain, body)
+        if encryption is Encryption.END_TO_END:
+            body = validate_encrypted_body(body)
+            if remote:
+                assert self.outbound is not None
+                seal = await self.outbound.seal(recipient.domain, body, end_to_end=True)
+        else:
+            text = validate_body(body)
+            if remote:
+                assert self.outbound is not None
+                seal = await self.outbound.seal(recipient.domain, text)
+            body = await self._sealer.seal_for(
+                text, caller.account.id, None if remote else recipient.address
+            )
         request = SendRequest(
             message_id=MessageId(self._secrets.identifier()),
             sender_account=caller.account.id,
@@ -111,6 +141,7 @@ class MessagingService:
             client_txn_id=client_txn_id,
             sent_at=self._clock.now(),
             outbound=seal,
+            encryption=encryption,
         )
         result = await self._log.append(request)
         if result.message is None:
@@ -186,9 +217,23 @@ class MessagingService:
                 return
 
 
+def validate_encrypted_body(body: str) -> str:
+    if len(body) > MAX_ENCRYPTED_BODY_CHARS:
+        raise InvalidInput("body", f"must be at most {MAX_ENCRYPTED_BODY_CHARS} characters")
+    try:
+        EncryptedBody.model_validate_json(body)
+    except ValidationError as exc:
+        raise InvalidInput("body", "must be an om.megolm.v1 body (docs/encryption.md)") from exc
+    return body
+
+
+MAX_POSITION = 2**63 - 1
+"""Positions and seqs are 64-bit signed in the database."""
+
+
 def _check_since(since: int, *, field: str = "since") -> None:
-    if since < 0:
-        raise InvalidInput(field, "must be 0 or more")
+    if not 0 <= since <= MAX_POSITION:
+        raise InvalidInput(field, f"must be from 0 to {MAX_POSITION}")
 
 
 def _check_page(since: int, limit: int, *, field: str = "since") -> int:

@@ -15,30 +15,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 
-from openmessenger.core.envelope import Message, OutboundSeal
+from openmessenger.core.envelope import Encryption, Message, OutboundSeal
 from openmessenger.core.errors import InvalidInput, Refused
 from openmessenger.core.ids import AccountId, Domain, MessageId, address_domain
 from openmessenger.core.records import OutboxItem, OutboxOutcome, OutboxVerdict
 from openmessenger.protocol import openmsg
-from openmessenger.protocol.openmsg import JsonObject, ResponseCode
+from openmessenger.protocol.e2e import MAX_ENCRYPTED_BODY_CHARS
+from openmessenger.protocol.openmsg import ResponseCode
 from openmessenger.services.federation_gate import FederationGate
 from openmessenger.services.links import LinkCodes, Links
 from openmessenger.services.peers import PeerDirectory
 from openmessenger.services.ports import (
     Clock,
     FederationTransport,
-    PeerReply,
     PeerUnreachable,
     Secrets,
     UnitOfWork,
 )
+from openmessenger.services.signed_requests import SignedRequests
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +59,7 @@ _FINAL_REFUSALS = frozenset(
 )
 
 
-def _is_long(item: OutboxItem) -> bool:
-    """Over v1's limit: sent by the long-text extension (the peer said it speaks it)."""
-    return len(item.body) > openmsg.MAX_MESSAGE_TEXT_CHARS
+_TEXT_PURPOSE = "outbox-text"
 
 
 def backoff_seconds(attempts: int, rng: random.Random) -> float:
@@ -97,6 +95,9 @@ class OutboxSender:
         self._domain = domain
         self._directory = directory
         self._links = links
+        self._signed = SignedRequests(
+            secrets=secrets, clock=clock, domain=domain, transport=transport
+        )
         self._batch = batch
         self._poll_seconds = poll_seconds
         self._rng = random.Random()  # noqa: S311 - jitter, not a secret
@@ -110,11 +111,21 @@ class OutboxSender:
 
     # --- what the messaging service calls ----------------------------------------
 
-    async def seal(self, recipient_domain: Domain, body: str) -> OutboundSeal:
-        """The Openmsg seal of a new message to ``recipient_domain``."""
+    async def seal(
+        self, recipient_domain: Domain, body: str, *, end_to_end: bool = False
+    ) -> OutboundSeal:
+        """The Openmsg seal of a new message to ``recipient_domain``. ``body`` is the
+        text, or with ``end_to_end`` an om.megolm.v1 body (only to a node that takes it)."""
         if await self._gate.is_blocked(recipient_domain):
             raise Refused()
-        if len(body) > openmsg.MAX_MESSAGE_TEXT_CHARS and not await self._directory.supports(
+        if end_to_end:
+            if not await self._directory.supports(recipient_domain, openmsg.END_TO_END):
+                raise InvalidInput(
+                    "encryption",
+                    f"{recipient_domain} does not take end-to-end messages: send plain text, "
+                    "which is transport-encrypted",
+                )
+        elif len(body) > openmsg.MAX_MESSAGE_TEXT_CHARS and not await self._directory.supports(
             recipient_domain, openmsg.LONG_TEXT
         ):
             raise InvalidInput(
@@ -129,6 +140,9 @@ class OutboxSender:
             attempt_ts=int(now.timestamp()),
             give_up_at=now + self._give_up_after,
             lease_until=now + _LEASE,
+            # The stored message holds the text sealed to devices; the outbox keeps
+            # it sealed under the node secret until delivery needs it no more.
+            sealed_plaintext=None if end_to_end else self._secrets.seal(_TEXT_PURPOSE, body),
         )
 
     def notify(self, message: Message, sender_account: AccountId, seal: OutboundSeal) -> None:
@@ -141,6 +155,8 @@ class OutboxSender:
                 sender=message.sender,
                 peer_address=message.recipient,
                 body=message.body,
+                sealed_plaintext=seal.sealed_plaintext,
+                encryption=message.encryption,
                 nonce=seal.nonce,
                 salt=seal.salt,
                 attempt_ts=seal.attempt_ts,
@@ -241,23 +257,38 @@ class OutboxSender:
         now_ts = int(now.timestamp())
         if now_ts - item.attempt_ts > openmsg.MESSAGE_WINDOW_SECONDS - _FRESH_MARGIN_SECONDS:
             item = await self._renew(item, now_ts)
-        package = self._package(item, codes)
+        text = self._text(item)
+        end_to_end = item.encryption is Encryption.END_TO_END
+        long = end_to_end or len(text) > openmsg.MAX_MESSAGE_TEXT_CHARS
+        package = self._package(item, codes, text)
         message_hash = self._hash(item, codes, package)
-        model = (
-            openmsg.LongMessageReceiveRequest if _is_long(item) else openmsg.MessageReceiveRequest
-        )
-        request = model(
-            receiving_openmsg_address_id=item.peer_address.split("*", 1)[0],
-            ident_code=codes.ident_code,
-            message_package=package,
-            message_hash=message_hash,
-            message_salt=item.salt,
-            message_timestamp=item.attempt_ts,
-        )
+        receiver_id = item.peer_address.split("*", 1)[0]
+        request: openmsg.MessageReceiveRequest
+        if long:
+            request = openmsg.LongMessageReceiveRequest(
+                receiving_openmsg_address_id=receiver_id,
+                ident_code=codes.ident_code,
+                message_package=package,
+                message_hash=message_hash,
+                message_salt=item.salt,
+                message_timestamp=item.attempt_ts,
+                end_to_end=end_to_end,
+            )
+        else:
+            request = openmsg.MessageReceiveRequest(
+                receiving_openmsg_address_id=receiver_id,
+                ident_code=codes.ident_code,
+                message_package=package,
+                message_hash=message_hash,
+                message_salt=item.salt,
+                message_timestamp=item.attempt_ts,
+            )
         self._in_flight[item.nonce] = message_hash
         try:
-            if _is_long(item):
-                reply = await self._post_signed(peer_domain, request.to_wire())
+            if long:
+                reply = await self._signed.post(
+                    peer_domain, openmsg.LONG_MESSAGE_PATH, request.to_wire()
+                )
             else:
                 reply = await self._transport.post_json(
                     openmsg.endpoint_url(peer_domain, "message-receive"), request.to_wire()
@@ -284,29 +315,24 @@ class OutboxSender:
         known = await self._links.of(item.owner_account_id, item.peer_address)
         return known.codes if known else None
 
-    async def _post_signed(self, peer_domain: Domain, body: JsonObject) -> PeerReply:
-        """An extended request: to our own kind of node only, signed by this node."""
-        raw = json.dumps(body, separators=(",", ":")).encode()
-        timestamp = int(self._clock.now().timestamp())
-        signed = openmsg.signed_request_bytes(
-            "POST", openmsg.LONG_MESSAGE_PATH, peer_domain, self._domain, timestamp, raw
-        )
-        headers = {
-            openmsg.ORIGIN_HEADER: self._domain,
-            openmsg.TIMESTAMP_HEADER: str(timestamp),
-            openmsg.SIGNATURE_HEADER: self._secrets.sign(signed),
-        }
-        return await self._transport.post_json(openmsg.long_message_url(peer_domain), raw, headers)
+    def _text(self, item: OutboxItem) -> str:
+        """What the peer receives: the text the outbox keeps sealed until delivery."""
+        if item.sealed_plaintext is None:
+            return item.body
+        return self._secrets.unseal(_TEXT_PURPOSE, item.sealed_plaintext)
 
-    def _package(self, item: OutboxItem, codes: LinkCodes) -> str:
+    def _package(self, item: OutboxItem, codes: LinkCodes, text: str | None = None) -> str:
         # The same package at every attempt: same key, nonce and text.
+        if text is None:
+            text = self._text(item)
+        if item.encryption is Encryption.END_TO_END:
+            max_chars = MAX_ENCRYPTED_BODY_CHARS
+        elif len(text) > openmsg.MAX_MESSAGE_TEXT_CHARS:
+            max_chars = openmsg.LONG_TEXT_MAX_CHARS
+        else:
+            max_chars = openmsg.MAX_MESSAGE_TEXT_CHARS
         return openmsg.package_message(
-            item.body,
-            codes.key,
-            openmsg.b64url_decode(item.nonce),
-            max_chars=openmsg.LONG_TEXT_MAX_CHARS
-            if _is_long(item)
-            else openmsg.MAX_MESSAGE_TEXT_CHARS,
+            text, codes.key, openmsg.b64url_decode(item.nonce), max_chars=max_chars
         )
 
     def _hash(self, item: OutboxItem, codes: LinkCodes, package: str | None = None) -> str:

@@ -43,6 +43,14 @@ class PeerDirectory:
         found = await self.descriptor(domain)
         return found is not None and found.supports(capability)
 
+    async def capability(self, domain: Domain, capability: str) -> bool | None:
+        """Like :meth:`supports`, but None when the node could not be asked: an
+        unreachable peer is not taken for a v1 one (that would downgrade it)."""
+        found = await self.descriptor(domain)
+        if found is None and domain not in self._cache:
+            return None
+        return found is not None and found.supports(capability)
+
     async def _fetch(self, domain: Domain) -> openmsg.NodeDescriptor | None:
         reply = await self._transport.get_json(openmsg.descriptor_url(domain))
         if reply.status != 200:

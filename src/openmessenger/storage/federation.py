@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import and_, delete, insert, or_, select, update
 
-from openmessenger.core.envelope import DeliveryStatus
+from openmessenger.core.envelope import DeliveryStatus, Encryption
 from openmessenger.core.ids import AccountId, Address, ConversationId, Domain, MessageId
 from openmessenger.core.records import OpenmsgLink, OutboxItem, OutboxOutcome, OutboxVerdict
 from openmessenger.storage._base import Repository
@@ -70,6 +70,8 @@ _OUTBOX_COLUMNS = (
     openmsg_outbox.c.attempt_ts,
     openmsg_outbox.c.attempts,
     openmsg_outbox.c.give_up_at,
+    openmsg_outbox.c.sealed_plaintext,
+    messages.c.encryption,
     openmsg_links.c.sealed,
 )
 
@@ -101,6 +103,8 @@ def _outbox_item(row: Any) -> OutboxItem:
         attempts=int(row.attempts),
         give_up_at=row.give_up_at,
         sealed_link=row.sealed,
+        sealed_plaintext=row.sealed_plaintext,
+        encryption=Encryption(row.encryption),
     )
 
 

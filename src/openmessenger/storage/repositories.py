@@ -13,6 +13,7 @@ from sqlalchemy import and_, bindparam, delete, func, insert, select, tuple_, up
 from openmessenger.core.envelope import (
     AppendResult,
     DeliveryStatus,
+    Encryption,
     Message,
     OutboundSeal,
     ReceivedMessage,
@@ -32,6 +33,7 @@ from openmessenger.core.passcodes import CodeState
 from openmessenger.core.records import Account, AccountKind, Contact, Device, PassCode
 from openmessenger.storage._base import Repository, SqlConnection
 from openmessenger.storage.federation import SqlFederation
+from openmessenger.storage.keys import SqlBackups, SqlKeys, SqlLinkRequests, SqlToDevice
 from openmessenger.storage.tables import (
     accounts,
     auth_challenges,
@@ -117,13 +119,18 @@ class SqlDevices(Repository):
         )
 
     async def by_ed25519_key(self, key: str) -> Device | None:
-        query = select(*_DEVICE_COLUMNS).where(devices.c.ed25519_key == key)
+        """A device that is not revoked (a revoked one cannot log in)."""
+        query = select(*_DEVICE_COLUMNS).where(
+            devices.c.ed25519_key == key, devices.c.revoked_at.is_(None)
+        )
         row = (await self._conn.execute(query)).first()
         return _device(row) if row else None
 
     async def ids_of_account(self, account_id: AccountId) -> list[DeviceId]:
         query = (
-            select(devices.c.id).where(devices.c.account_id == account_id).order_by(devices.c.id)
+            select(devices.c.id)
+            .where(devices.c.account_id == account_id, devices.c.revoked_at.is_(None))
+            .order_by(devices.c.id)
         )
         return [DeviceId(r.id) for r in await self._conn.execute(query)]
 
@@ -136,7 +143,7 @@ class SqlDevices(Repository):
         query = (
             select(*_DEVICE_COLUMNS)
             .join(device_tokens, device_tokens.c.device_id == devices.c.id)
-            .where(device_tokens.c.token_hmac == token_hmac)
+            .where(device_tokens.c.token_hmac == token_hmac, devices.c.revoked_at.is_(None))
         )
         row = (await self._conn.execute(query)).first()
         return _device(row) if row else None
@@ -363,6 +370,7 @@ _MESSAGE_COLUMNS = (
     messages.c.body,
     messages.c.sent_at,
     messages.c.status,
+    messages.c.encryption,
 )
 
 
@@ -377,6 +385,7 @@ def _message(row: Any) -> Message:
         body=row.body,
         sent_at=row.sent_at,
         status=DeliveryStatus(row.status),
+        encryption=Encryption(row.encryption),
     )
 
 
@@ -402,9 +411,12 @@ _LOCK_CONVERSATIONS = (
     .order_by(conversations.c.id)
     .with_for_update()
 )
-_DEVICES_OF = (
+_DEVICES_OF = (  # a revoked device gets nothing new
     select(devices.c.id, devices.c.account_id)
-    .where(devices.c.account_id.in_(bindparam("accounts", expanding=True)))
+    .where(
+        devices.c.account_id.in_(bindparam("accounts", expanding=True)),
+        devices.c.revoked_at.is_(None),
+    )
     .order_by(devices.c.id)
 )
 _NEXT_SEQS = (
@@ -476,6 +488,7 @@ class SqlMessages(Repository):
                 sent_at=request.sent_at,
                 # A local recipient's node is this one: it has the message now.
                 status=DeliveryStatus.ACCEPTED if request.outbound else DeliveryStatus.DELIVERED,
+                encryption=request.encryption,
             )
             receivers = stream_receivers(
                 devices_of.get(recipient_account, []) if recipient_account else [],
@@ -586,6 +599,7 @@ class SqlMessages(Repository):
                 sender_device=DeviceId(""),  # on another node: not ours to name
                 recipient=item.recipient,
                 body=item.body,
+                encryption=item.encryption,
                 sent_at=item.sent_at,
                 status=DeliveryStatus.DELIVERED,
             )
@@ -708,6 +722,7 @@ def _outbox_row(request: SendRequest, seal: OutboundSeal) -> dict[str, Any]:
         "next_attempt_at": request.sent_at,
         "give_up_at": seal.give_up_at,
         "lease_until": seal.lease_until,
+        "sealed_plaintext": seal.sealed_plaintext,
     }
 
 
@@ -722,6 +737,7 @@ def _message_row(message: Message, client_txn_id: str | None) -> dict[str, Any]:
         "body": message.body,
         "sent_at": message.sent_at,
         "status": message.status.value,
+        "encryption": message.encryption.value,
         "client_txn_id": client_txn_id,
     }
 
@@ -738,6 +754,10 @@ class SqlTransaction:
         self.connections = SqlConnections(conn)
         self.messages = SqlMessages(conn)
         self.federation = SqlFederation(conn)
+        self.keys = SqlKeys(conn)
+        self.backups = SqlBackups(conn)
+        self.link_requests = SqlLinkRequests(conn)
+        self.to_device = SqlToDevice(conn)
 
     async def commit(self) -> None:
         await self._conn.commit()

@@ -176,7 +176,7 @@ async def contacts(user: ApiDevice) -> list[dict[str, Any]]:
 async def received_from(user: ApiDevice, sender: str) -> list[str]:
     """The bodies of the messages ``user`` sees from ``sender``, in order."""
     return [
-        e["message"]["body"]
+        user.text(e["message"])
         for e in await user.sync()
         if e["message"]["from"] == sender and e["message"]["to"] == user.address
     ]

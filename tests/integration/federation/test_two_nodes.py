@@ -76,7 +76,7 @@ def advance(delta: timedelta, *nodes: FederatedNode) -> None:
 
 
 async def texts(device: ApiDevice) -> list[str]:
-    return [e["message"]["body"] for e in await device.sync()]
+    return await device.texts()
 
 
 async def received(device: ApiDevice, count: int) -> list[str]:
@@ -133,7 +133,7 @@ async def test_a_code_from_another_node_connects_and_messages_flow_both_ways(
     history = (
         await alice.get(f"/v1/conversations/{alices_view['conversation_id']}/messages")
     ).json()["messages"]
-    assert [(m["from"], m["body"]) for m in history] == [
+    assert [(m["from"], alice.text(m)) for m in history] == [
         (bob.address, "Hello from beta"),
         (alice.address, "Hello back from alpha"),
     ]

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
 
-from openmessenger.api import render
+from openmessenger.api import render, render_keys
 from openmessenger.api.deps import CurrentDevice, Services
-from openmessenger.core.envelope import CLIENT_TXN_ID_PATTERN
+from openmessenger.core.envelope import CLIENT_TXN_ID_PATTERN, Encryption
 from openmessenger.core.errors import InvalidInput
 from openmessenger.protocol.client_api import API_PREFIX, MessageList, MessageOut, SendIn, SyncOut
 from openmessenger.services.messaging import MAX_PAGE
@@ -36,7 +36,11 @@ async def send(
     if body.client_txn_id and idempotency_key and body.client_txn_id != idempotency_key:
         raise InvalidInput("client_txn_id", "differs from the Idempotency-Key header")
     result = await services.messaging.send(
-        caller, body.to, body.body, body.client_txn_id or idempotency_key
+        caller,
+        body.to,
+        body.body,
+        body.client_txn_id or idempotency_key,
+        Encryption(body.encryption),
     )
     if not result.created:
         response.status_code = status.HTTP_200_OK
@@ -56,11 +60,16 @@ async def sync(
     services: Services,
     since: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    to_device_since: Annotated[int, Query(ge=0)] = 0,
 ) -> SyncOut:
-    """This device's stream after position ``since``, in order."""
+    """This device's stream after position ``since``, in order; and up to 100
+    to-device messages with an id above ``to_device_since``, oldest first (those
+    up to ``to_device_since`` are acknowledged: the node deletes them)."""
     page = await services.messaging.sync(caller, since, limit)
+    to_device = await services.keys.to_device_inbox(caller, to_device_since)
     return SyncOut(
         events=[render.stream_event(e) for e in page.events],
+        to_device=[render_keys.to_device(m) for m in to_device],
         next_since=page.next_since,
         has_more=page.has_more,
     )

@@ -59,11 +59,12 @@ async def connect(
     )
     if not result.created:
         response.status_code = status.HTTP_200_OK
-    return render.contact(result.contact)
+    encryption = await services.keys.encryption_of([result.contact.address])
+    return render.contact(result.contact, encryption[result.contact.address])
 
 
 @router.get("/connections", response_model=ContactList)
 async def contacts(caller: CurrentDevice, services: Services) -> ContactList:
-    return ContactList(
-        contacts=[render.contact(c) for c in await services.pairing.contacts(caller)]
-    )
+    found = await services.pairing.contacts(caller)
+    encryption = await services.keys.encryption_of(c.address for c in found)
+    return ContactList(contacts=[render.contact(c, encryption[c.address]) for c in found])
