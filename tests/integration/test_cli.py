@@ -31,24 +31,11 @@ MESSAGE_FIELDS = {
     "text",
     "sent_at",
     "status",
+    "encryption",
 }
 LINE_TIMEOUT_SECONDS = 20
 
 Run = Callable[..., Result]
-
-
-@pytest.fixture
-def run(node_url: str, cli_home: Path) -> Run:
-    """``run("alice", "whoami", "--json")``: the command as profile alice; exit code checked."""
-    runner = CliRunner()
-    env = {"OPENMESSENGER_HOME": str(cli_home), "OPENMESSENGER_SERVER": node_url}
-
-    def invoke(profile: str, *args: str, exit_code: int = 0) -> Result:
-        result = runner.invoke(app, [*args, "--profile", profile], env=env)
-        assert result.exit_code == exit_code, (result.stdout, result.stderr, result.exception)
-        return result
-
-    return invoke
 
 
 def json_lines(result: Result) -> list[dict[str, Any]]:
@@ -164,8 +151,10 @@ def test_connect_and_contacts(run: Run) -> None:
         "conversation_id",
         "accepts_messages",
         "peer_accepts_messages",
+        "encryption",
     }
     assert contact["address"] == bob
+    assert contact["encryption"] == "end-to-end"
     assert contact["accepts_messages"] is contact["peer_accepts_messages"] is True
     assert contact["conversation_id"] == connected["conversation_id"]
     assert is_rfc3339_utc(contact["connected_at"])

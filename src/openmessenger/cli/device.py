@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import re
+import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +35,7 @@ from openmessenger.client import (
     ServerUnreachableError,
     StateStore,
 )
+from openmessenger.client.e2e import DeviceListChangedWarning, KeysChangedWarning
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 DEFAULT_PROFILE = "default"
@@ -274,7 +276,15 @@ def _run(
             await action(client)
 
     try:
-        asyncio.run(with_client())
+        with warnings.catch_warnings(record=True) as raised:
+            warnings.simplefilter("always", UserWarning)
+            try:
+                asyncio.run(with_client())
+            finally:
+                # Key changes are shown, never hidden: the user decides whether to verify.
+                for warning in raised:
+                    if issubclass(warning.category, (KeysChangedWarning, DeviceListChangedWarning)):
+                        typer.echo(f"warning: {_printable(str(warning.message))}", err=True)
     except KeyboardInterrupt:
         raise typer.Exit(0 if interrupt_is_success else 130) from None
     except ServerUnreachableError as exc:
@@ -370,11 +380,13 @@ def _contact_json(contact: Contact) -> dict[str, Any]:
         "connected_at": rfc3339(contact.connected_at),
         "accepts_messages": contact.accepts_messages,
         "peer_accepts_messages": contact.peer_accepts_messages,
+        "encryption": contact.encryption,
     }
 
 
 def _contact_text(contact: Contact) -> str:
-    return f"{_who(contact.address, contact.display_name)}\tsince {_local(contact.connected_at)}"
+    line = f"{_who(contact.address, contact.display_name)}\tsince {_local(contact.connected_at)}"
+    return f"{line}\t{contact.encryption}"
 
 
 def _message_json(message: Message) -> dict[str, Any]:
@@ -388,7 +400,10 @@ def _message_json(message: Message) -> dict[str, Any]:
         "text": message.text,
         "sent_at": rfc3339(message.sent_at),
         "status": message.status,
+        "encryption": message.encryption,
     }
+    if message.error is not None:
+        obj["error"] = message.error
     if message.position is not None:
         obj["position"] = message.position
     return obj
@@ -396,7 +411,9 @@ def _message_json(message: Message) -> dict[str, Any]:
 
 def _message_text(message: Message, names: _Names) -> str:
     sender = _who(message.sender, names.name_of(message.sender))
-    return f"[{_local(message.sent_at)}] {sender}: {_printable(message.text)}"
+    text = _printable(message.text) if message.error is None else f"(unreadable: {message.error})"
+    mark = " [transport-encrypted]" if message.encryption == "transport-encrypted" else ""
+    return f"[{_local(message.sent_at)}]{mark} {sender}: {text}"
 
 
 def _who(address: str, display_name: str | None) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from openmessenger.cli import admin, device
+from openmessenger.cli import admin, device, keys
 from openmessenger.cli.settings import load_settings
 
 app = typer.Typer(
@@ -86,6 +86,7 @@ def serve(
 
 
 device.register(app)
+keys.register(app)
 admin.register(app)
 
 

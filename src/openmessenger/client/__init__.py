@@ -8,6 +8,7 @@ from openmessenger.client.client import Client
 from openmessenger.client.errors import (
     ApiError,
     ClientError,
+    DowngradeError,
     FieldProblem,
     InvalidArgumentError,
     NotAContactError,
@@ -27,6 +28,7 @@ __all__ = [
     "CodeInfo",
     "Contact",
     "DeviceState",
+    "DowngradeError",
     "FieldProblem",
     "InvalidArgumentError",
     "IssuedCode",

@@ -24,19 +24,37 @@ import httpx
 from websockets.exceptions import ConnectionClosedError
 
 from openmessenger.client import transport
+from openmessenger.client.crypto_store import CryptoStore
+from openmessenger.client.e2e import KEY_CACHE_SECONDS, DecryptionError, EndToEnd
 from openmessenger.client.errors import (
     ApiError,
+    DowngradeError,
     InvalidArgumentError,
+    LinkCheckError,
     NotAContactError,
     ServerUnreachableError,
     StateError,
+    api_error,
 )
-from openmessenger.client.models import CodeInfo, Contact, IssuedCode, Me, Message
+from openmessenger.client.models import (
+    CodeInfo,
+    Contact,
+    IssuedCode,
+    LinkRequest,
+    Me,
+    Message,
+    OwnDevice,
+)
 from openmessenger.client.state import DeviceState, StateStore
 from openmessenger.core.errors import InvalidInput
 from openmessenger.core.ids import Address, DeviceId, parse_address
+from openmessenger.crypto.account_keys import verify_device_list
 from openmessenger.crypto.device_identity import DeviceIdentity
+from openmessenger.crypto.fingerprints import device_fingerprint, link_check, safety_number
+from openmessenger.crypto.keys import verify_ed25519
+from openmessenger.crypto.recovery import InvalidRecoveryKey, RecoveryKey
 from openmessenger.protocol import client_api as wire
+from openmessenger.protocol import e2e as e2e_wire
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 PAGE_SIZE = 100
@@ -50,6 +68,9 @@ WAIT_MAX_PAUSE_SECONDS = 1.0
 STREAM_RECONNECT_ATTEMPTS = 8
 """Consecutive failed reconnects before ``listen`` gives up (about a minute)."""
 STREAM_MAX_DELAY_SECONDS = 10.0
+LINK_WAIT_SECONDS = 600.0
+"""How long a new device waits for its link request to be approved (it expires then)."""
+ROOM_KEYS_PER_MESSAGE = 100
 
 
 class Client:
@@ -61,6 +82,7 @@ class Client:
         state_dir: str | os.PathLike[str],
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        key_cache_seconds: float = KEY_CACHE_SECONDS,
     ) -> None:
         self.server_url = transport.normalise_server_url(server_url)
         self._store = StateStore(Path(state_dir))
@@ -74,6 +96,10 @@ class Client:
         self._http = transport.NodeHttp(self.server_url, timeout=timeout)
         self._identity: DeviceIdentity | None = None
         self._session_lock = asyncio.Lock()
+        self._key_cache_seconds = key_cache_seconds
+        self._engine: EndToEnd | None = None
+        self._crypto_store: CryptoStore | None = None
+        self._bootstrapped = False
 
     async def __aenter__(self) -> Client:
         return self
@@ -88,6 +114,10 @@ class Client:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        if self._crypto_store is not None:
+            self._crypto_store.close()
+            self._crypto_store = None
+            self._engine = None
 
     @property
     def state_dir(self) -> Path:
@@ -159,9 +189,22 @@ class Client:
         """Send ``text`` to a contact. Retried on network failures under one
         ``client_txn_id``, so the node stores it once however often it arrives."""
         txn_id = client_txn_id or uuid.uuid4().hex
-        body = transport.request_body(
-            wire.SendIn, {"to": to, "body": text, "client_txn_id": txn_id}
-        )
+        target = _canonical_address(to)
+        engine = await self.end_to_end()
+        try:
+            devices = await engine.devices_of(target)
+        except ApiError as exc:
+            if exc.status == 404:  # not a contact: the same refusal the send would get
+                raise api_error(403, "refused") from exc
+            raise
+        fields: dict[str, object] = {"to": to, "client_txn_id": txn_id}
+        if devices.encryption == e2e_wire.END_TO_END:
+            fields |= {"body": await engine.encrypt(target, text), "encryption": "end-to-end"}
+        elif engine.was_end_to_end(target):
+            raise DowngradeError(target)
+        else:
+            fields |= {"body": text, "encryption": "transport-encrypted"}
+        body = transport.request_body(wire.SendIn, fields)
         for attempt in range(SEND_ATTEMPTS):
             try:
                 response = await self._call("POST", "/messages", body=body)
@@ -170,12 +213,13 @@ class Client:
                 if attempt == SEND_ATTEMPTS - 1:
                     raise
                 await asyncio.sleep(RETRY_DELAYS_SECONDS[attempt])
-        return Message.from_wire(transport.parse_response(wire.MessageOut, response))
+        await engine.back_up()
+        return Message.from_wire(transport.parse_response(wire.MessageOut, response), text=text)
 
     async def message(self, message_id: str) -> Message:
         """One message this account sent or received, with its current ``status``."""
         response = await self._call("GET", f"/messages/{message_id}")
-        return Message.from_wire(transport.parse_response(wire.MessageOut, response))
+        return await self._open(transport.parse_response(wire.MessageOut, response))
 
     async def wait_until_settled(self, message: Message) -> Message:
         """Wait until a sent message is ``delivered`` or ``failed``. A message to
@@ -191,23 +235,31 @@ class Client:
     async def sync(self) -> list[Message]:
         """Messages that arrived after the saved cursor, oldest first; the cursor
         then moves past them, so each message is returned by one sync only."""
-        await self._session_token()
+        engine = await self.end_to_end()
         since = self.stream_position
         messages: list[Message] = []
         while True:
             page_start = since
-            params = {"since": since, "limit": PAGE_SIZE}
+            params = {
+                "since": since,
+                "limit": PAGE_SIZE,
+                "to_device_since": engine.to_device_cursor(),
+            }
             page = transport.parse_response(
                 wire.SyncOut, await self._call("GET", "/sync", params=params)
             )
+            # Account secrets and room keys first: the messages may need them.
+            await engine.receive_to_device(page.to_device)
             for event in page.events:
                 if event.position > since:  # at-least-once on the wire: drop repeats
-                    messages.append(Message.from_event(event))
+                    messages.append(await self._open(event.message, event.position))
                     since = event.position
             since = max(since, page.next_since)
             if not page.has_more or since == page_start:  # the second guards a stuck cursor
                 break
         self._state = self._store.advance_cursor(since)
+        await engine.publish_keys()  # replace the one-time keys others claimed
+        await engine.back_up()
         return messages
 
     async def history(self, address: str) -> list[Message]:
@@ -226,6 +278,7 @@ class Client:
         connection; raises ServerUnreachableError when the node cannot be
         reached at the start or after repeated attempts."""
         token = await self._session_token()
+        await self._receive_to_device(await self.end_to_end())
         reconnects = 0
         token_refreshed = False
         ever_connected = False
@@ -247,7 +300,7 @@ class Client:
                         if event.position <= self.stream_position:
                             continue
                         try:
-                            yield Message.from_event(event)
+                            yield await self._open(event.message, event.position)
                         finally:
                             # Runs when the caller asks for the next message or stops
                             # listening: either way this message was handed over.
@@ -283,11 +336,332 @@ class Client:
             page = transport.parse_response(
                 wire.MessageList, await self._call("GET", path, params=params)
             )
-            messages.extend(Message.from_wire(message) for message in page.messages)
+            messages.extend([await self._open(message) for message in page.messages])
             # The second test guards against a node that claims more but sends nothing.
             if not page.has_more or not page.messages:
                 return messages
             after_seq = page.messages[-1].seq
+
+    async def _open(self, message: wire.MessageOut, position: int | None = None) -> Message:
+        engine = await self.end_to_end()
+        try:
+            opened = await engine.open(message)
+        except DecryptionError as exc:
+            return Message.from_wire(message, position, error=str(exc))
+        return Message.from_wire(message, position, text=opened.text)
+
+    async def _receive_to_device(self, engine: EndToEnd) -> None:
+        params = {"since": self.stream_position, "limit": 1}
+        while True:
+            params["to_device_since"] = engine.to_device_cursor()
+            page = transport.parse_response(
+                wire.SyncOut, await self._call("GET", "/sync", params=params)
+            )
+            if not page.to_device:
+                return
+            await engine.receive_to_device(page.to_device)
+
+    # -- end-to-end ------------------------------------------------------------
+
+    async def end_to_end(self) -> EndToEnd:
+        """This device's encryption engine, registering the device and publishing
+        its keys first if that never happened."""
+        if self._engine is not None and self._bootstrapped:
+            return self._engine
+        await self._session_token()
+        engine = await self._engine_without_bootstrap()
+        store = self._crypto_store
+        assert store is not None
+        if store.setting("published") is None:
+            await engine.publish_keys()
+            await engine.ensure_account_keys()
+            with store.transaction():
+                store.set_setting("published", "1")
+        self._bootstrapped = True
+        return engine
+
+    @property
+    def fingerprint(self) -> str:
+        """This device's fingerprint (its Ed25519 key in groups), for ``devices list``."""
+        state = self._state or self._store.load_or_create(self.server_url)
+        return device_fingerprint(state.ed25519_key)
+
+    async def devices(self) -> list[OwnDevice]:
+        """This account's devices; ``signed`` ones are named in its signed device list."""
+        answer = transport.parse_response(wire.OwnDeviceList, await self._call("GET", "/devices"))
+        engine = await self.end_to_end()
+        signed = {
+            d.device_id: d for d in (answer.device_list.list.devices if answer.device_list else [])
+        }
+        if answer.device_list is not None and not verify_device_list(answer.device_list):
+            signed = {}
+        del engine
+        return [
+            OwnDevice(
+                device_id=DeviceId(d.device_id),
+                fingerprint=device_fingerprint(d.ed25519_key),
+                created_at=d.created_at,
+                current=d.current,
+                signed=(listed := signed.get(d.device_id)) is not None
+                and listed.ed25519_key == d.ed25519_key,
+            )
+            for d in answer.devices
+        ]
+
+    async def request_link(self) -> LinkRequest:
+        """On a new device: ask to join an account. Show ``code`` to an existing device
+        of that account, which approves it; then call :meth:`wait_for_link`."""
+        if self._state is not None and self._state.is_registered:
+            raise StateError("this profile already belongs to an account")
+        state = self._store.load_or_create(self.server_url)
+        identity = self._device_identity(state)
+        identity.generate_one_time_keys(1)
+        key_id, key = next(iter(identity.unpublished_one_time_keys().items()))
+        identity.mark_keys_as_published()
+        self._store.save_identity(identity)
+        challenge = await self._challenge()
+        body = wire.LinkRequestIn(
+            ed25519_key=identity.ed25519_key,
+            curve25519_key=identity.curve25519_key,
+            one_time_key=e2e_wire.SignedKey(
+                key_id=key_id,
+                key=key,
+                signature=identity.sign(e2e_wire.one_time_key_signed_bytes("", key_id, key)),
+            ),
+            challenge=challenge.challenge,
+            signature=identity.sign(
+                e2e_wire.link_signed_bytes(
+                    challenge.domain, challenge.challenge, identity.ed25519_key
+                )
+            ),
+        )
+        response = await self._http.request("POST", f"{wire.API_PREFIX}/link-requests", body=body)
+        if response.is_error:
+            raise transport.error_from_response(response)
+        answer = transport.parse_response(wire.LinkRequestOut, response)
+        return LinkRequest(
+            code=f"{answer.code}-{link_check(identity.ed25519_key)}",
+            fingerprint=device_fingerprint(identity.ed25519_key),
+            expires_at=answer.expires_at,
+        )
+
+    async def wait_for_link(self, wait_seconds: float = LINK_WAIT_SECONDS) -> Me:
+        """Wait until an existing device approved :meth:`request_link`; then this
+        device has the account's secrets and history keys."""
+        state = self._store.load()
+        if state is None:
+            raise StateError("request a link first")
+        identity = self._device_identity(state)
+        deadline = asyncio.get_running_loop().time() + wait_seconds
+        pause = WAIT_FIRST_PAUSE_SECONDS
+        while True:
+            try:
+                self._state = await self._authenticate(identity)
+                break
+            except ApiError as exc:
+                if exc.status != 401 or asyncio.get_running_loop().time() > deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, WAIT_MAX_PAUSE_SECONDS)
+        await self.sync_keys()
+        engine = await self.end_to_end()
+        # The signing key handed over must be the one the account's list is signed
+        # with, and that list must name this device (UntrustedDeviceListError if not).
+        own = await engine.devices_of(engine.address, fresh=True)
+        if engine.device_id not in {d.device_id for d in own.trusted}:
+            raise StateError("the account's signed device list does not name this device")
+        return await self.whoami()
+
+    async def sync_keys(self) -> None:
+        """Apply pending device-to-device messages (secrets, history keys)."""
+        await self._receive_to_device(await self.end_to_end())
+
+    async def approve_link(self, code: str) -> OwnDevice:
+        """On an existing device: approve a new device's link request ``code``
+        (as the new device shows it). The new device gets the account secrets and
+        the keys to this account's history."""
+        digits, _, check = code.strip().partition("-")
+        if not digits.isdigit() or not check:
+            raise InvalidArgumentError("code", "expected the code as the new device shows it")
+        engine = await self.end_to_end()
+        info = transport.parse_response(
+            wire.LinkRequestInfo, await self._call("GET", f"/link-requests/{digits}")
+        )
+        if link_check(info.ed25519_key) != check.upper():
+            # The node handed over another device than the one showing the code.
+            raise LinkCheckError(code)
+        otk = info.one_time_key
+        if not verify_ed25519(
+            info.ed25519_key,
+            e2e_wire.one_time_key_signed_bytes("", otk.key_id, otk.key),
+            otk.signature,
+        ):
+            raise LinkCheckError(code)
+        new = e2e_wire.ListedDevice(
+            device_id=info.device_id,
+            ed25519_key=info.ed25519_key,
+            curve25519_key=info.curve25519_key,
+        )
+        signing = engine.signing_key()
+        if signing is None:
+            raise StateError("this device does not hold the account signing key")
+        own = await engine.devices_of(engine.address, fresh=True)
+        secrets = engine.olm_message_to(
+            new, otk.key, e2e_wire.AccountSecrets(signing_key_seed=signing.seed)
+        )
+        body = wire.LinkApproveIn(
+            device_list=engine.next_device_list(own, add=[new]), secrets=secrets
+        )
+        await self._call("POST", f"/link-requests/{digits}/approve", body=body)
+        engine.forget_devices(engine.address)
+        keys = engine.export_room_keys()
+        for start in range(0, len(keys), ROOM_KEYS_PER_MESSAGE):
+            bundle = e2e_wire.RoomKeyBundle(sessions=keys[start : start + ROOM_KEYS_PER_MESSAGE])
+            olm = engine.olm_message_to(new, otk.key, bundle)
+            await self._call(
+                "POST",
+                "/to-device",
+                body=wire.ToDeviceIn(
+                    messages=[wire.ToDeviceMessage(device_id=new.device_id, olm=olm)]
+                ),
+            )
+        return OwnDevice(
+            device_id=DeviceId(info.device_id),
+            fingerprint=device_fingerprint(info.ed25519_key),
+            created_at=info.expires_at,
+            current=False,
+            signed=True,
+        )
+
+    async def revoke_device(self, device_id: str) -> None:
+        """Remove a device from the account: it receives nothing new, and sessions
+        rotate so it cannot read what is sent after."""
+        engine = await self.end_to_end()
+        own = await engine.devices_of(engine.address, fresh=True)
+        body = wire.RevokeDeviceIn(device_list=engine.next_device_list(own, remove=[device_id]))
+        await self._call("POST", f"/devices/{quote(device_id, safe='')}/revoke", body=body)
+        engine.forget_devices(engine.address)
+        engine.drop_outbound_sessions()
+
+    async def replace_device(self, new_state_dir: str | os.PathLike[str]) -> Client:
+        """Rotate this device's identity: link a new device (in ``new_state_dir``),
+        approve it from here, then revoke this one. Returns the new device's client."""
+        new = Client(self.server_url, new_state_dir, timeout=self._timeout)
+        try:
+            request = await new.request_link()
+            await self.approve_link(request.code)
+            await new.wait_for_link()
+            assert self.device_id is not None
+            await self.revoke_device(self.device_id)
+        except BaseException:
+            await new.aclose()
+            raise
+        return new
+
+    async def setup_backup(self) -> str:
+        """Make a recovery key, back the account signing key and every session up
+        under it, and return it. Only the user keeps it: the node never sees it."""
+        engine = await self.end_to_end()
+        recovery = RecoveryKey.generate()
+        await self._call(
+            "PUT",
+            "/backup",
+            body=wire.BackupSetupIn(recovery_auth_key=recovery.auth_key.public_key),
+        )
+        own = await engine.devices_of(engine.address, fresh=True)
+        await engine.publish_device_list(
+            engine.next_device_list(own, backup_key=recovery.backup_public_key)
+        )
+        await engine.back_up(everything=True)
+        return str(recovery)
+
+    async def back_up(self) -> int:
+        """Upload sessions not in the backup yet; the number uploaded."""
+        return await (await self.end_to_end()).back_up()
+
+    async def restore(self, address: str, recovery_key: str) -> Me:
+        """On a new device, with every other device lost: join ``address``'s account
+        with its recovery key, take back the signing key and history keys."""
+        if self._state is not None and self._state.is_registered:
+            raise StateError("this profile already belongs to an account")
+        try:
+            recovery = RecoveryKey.parse(recovery_key)
+        except InvalidRecoveryKey as exc:
+            raise InvalidArgumentError("recovery_key", str(exc)) from exc
+        target = _canonical_address(address)
+        state = self._store.load_or_create(self.server_url)
+        identity = self._device_identity(state)
+        challenge = await self._challenge()
+        body = wire.RecoveryIn(
+            address=target,
+            ed25519_key=identity.ed25519_key,
+            curve25519_key=identity.curve25519_key,
+            challenge=challenge.challenge,
+            signature=identity.sign(
+                wire.signed_challenge_bytes(challenge.challenge, challenge.domain)
+            ),
+            recovery_signature=recovery.auth_key.sign(
+                e2e_wire.recovery_signed_bytes(
+                    challenge.domain, target, challenge.challenge, identity.ed25519_key
+                )
+            ),
+        )
+        response = await self._http.request("POST", f"{wire.API_PREFIX}/recovery", body=body)
+        if response.is_error:
+            raise transport.error_from_response(response)
+        self._state = self._save_session(transport.parse_response(wire.DeviceSessionOut, response))
+        engine = await self._engine_without_bootstrap()
+        backup = transport.parse_response(wire.BackupOut, await self._call("GET", "/backup"))
+        engine.restore_backup(recovery, backup)
+        own = await engine.devices_of(engine.address, fresh=True)
+        await engine.publish_device_list(engine.next_device_list(own, add=[engine.listed_self()]))
+        await self.end_to_end()  # publishes this device's keys
+        return await self.whoami()
+
+    async def safety_number(self, address: str) -> str:
+        """The number both people compare (``openmessenger verify``): it changes when
+        either account's signing key changes."""
+        target = _canonical_address(address)
+        engine = await self.end_to_end()
+        theirs = (await engine.devices_of(target, fresh=True)).signing_key
+        mine = engine.signing_key()
+        if theirs is None or mine is None:
+            raise StateError(f"{target} has no signed device list: nothing to verify")
+        return safety_number(engine.address, mine.public_key, target, theirs)
+
+    async def set_rotation(
+        self, *, messages: int | None = None, seconds: float | None = None
+    ) -> None:
+        """This device's Megolm rotation period: a new session after ``messages``
+        messages or ``seconds`` seconds, whichever comes first (the stricter of this
+        and the account's setting applies)."""
+        (await self.end_to_end()).set_rotation(messages=messages, seconds=seconds)
+
+    async def set_account_rotation(self, *, messages: int, seconds: int) -> None:
+        """The account's rotation period, for all its devices: signed into its
+        device list, so the node cannot lengthen it."""
+        engine = await self.end_to_end()
+        own = await engine.devices_of(engine.address, fresh=True)
+        rotation = e2e_wire.Rotation(messages=messages, seconds=seconds)
+        await engine.publish_device_list(engine.next_device_list(own, rotation=rotation))
+
+    async def _engine_without_bootstrap(self) -> EndToEnd:
+        state = self._state
+        assert state is not None and state.device_id is not None and state.address is not None
+        if self._engine is None:
+            identity = self._device_identity(state)
+            store = CryptoStore(self.state_dir, self._store.pickle_key())
+            self._crypto_store = store
+            self._engine = EndToEnd(
+                store=store,
+                identity=identity,
+                save_identity=lambda: self._save_identity(identity),
+                call=self._call,
+                address=state.address,
+                device_id=state.device_id,
+                key_cache_seconds=self._key_cache_seconds,
+            )
+        return self._engine
 
     # -- session -------------------------------------------------------------
 
@@ -317,11 +691,15 @@ class Client:
             return self._state.access_token
         async with self._session_lock:
             state = self._store.load_or_create(self.server_url)
-            if state.access_token is None:
+            registered = state.access_token is None
+            if registered:
                 state = await self._register(state)
             self._state = state
             assert state.access_token is not None
-            return state.access_token
+        if registered:
+            # Publish the new device's keys at once: others can encrypt to it from now on.
+            await self.end_to_end()
+        return state.access_token
 
     async def _register(self, state: DeviceState) -> DeviceState:
         identity = self._device_identity(state)
@@ -385,6 +763,9 @@ class Client:
         return self._store.save_session(
             DeviceId(session.device_id), Address(session.address), session.access_token
         )
+
+    def _save_identity(self, identity: DeviceIdentity) -> None:
+        self._state = self._store.save_identity(identity)
 
     def _device_identity(self, state: DeviceState) -> DeviceIdentity:
         # One restored account per Client: vodozemac twins of one account diverge.

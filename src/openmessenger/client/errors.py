@@ -9,6 +9,8 @@ ClientError
 ├── NotAContactError        no connection with that address (local lookup)
 ├── ServerUnreachableError  no answer: connection refused, timeout, DNS
 ├── ProtocolError           the node answered something the contract does not allow
+├── DowngradeError          a contact once end to end is offered only transport encryption
+├── LinkCheckError          a link code's check letters do not match the node's device
 └── StateError              the profile's local state cannot be used
 """
 
@@ -84,6 +86,27 @@ class ServerUnreachableError(ClientError):
 
 class ProtocolError(ClientError):
     """The node's answer broke the wire contract (bad JSON, missing fields)."""
+
+
+class DowngradeError(ClientError):
+    """A contact reached end to end before is now offered only transport encryption:
+    the text is not sent (its node, or someone between, may be forcing a downgrade)."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(
+            f"{address} was reached end to end before; refusing to send it readable by nodes"
+        )
+        self.address = address
+
+
+class LinkCheckError(ClientError):
+    """The device behind a link code is not the one that showed it: do not approve."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(
+            f"link code {code}: the node's device does not match the code's check letters"
+        )
+        self.code = code
 
 
 class StateError(ClientError):

@@ -12,6 +12,7 @@ from typing import Literal
 
 from openmessenger.core.ids import Address, ConversationId, DeviceId, MessageId, PassCodeId
 from openmessenger.protocol import client_api as wire
+from openmessenger.protocol.e2e import Encryption
 
 CodeState = Literal["live", "used", "withdrawn", "expired"]
 DeliveryStatus = Literal["accepted", "delivered", "failed"]
@@ -82,6 +83,7 @@ class Contact:
     """You take messages from this contact."""
     peer_accepts_messages: bool = True
     """This contact takes your messages (False: it connected without replies)."""
+    encryption: Encryption = "end-to-end"
 
     @classmethod
     def from_wire(cls, contact: wire.ContactOut) -> Contact:
@@ -92,6 +94,7 @@ class Contact:
             connected_at=contact.connected_at,
             accepts_messages=contact.accepts_messages,
             peer_accepts_messages=contact.peer_accepts_messages,
+            encryption=contact.encryption,
         )
 
 
@@ -107,12 +110,25 @@ class Message:
     sender_device: DeviceId
     recipient: Address
     text: str
+    """The decrypted text; empty when ``error`` says why it could not be read."""
     sent_at: datetime
     status: DeliveryStatus
     position: int | None = None
+    encryption: Encryption = "end-to-end"
+    """``transport-encrypted``: the nodes on the way could read it (an Openmsg v1 link,
+    or a plain-text send); ``end-to-end``: only the devices of the two accounts."""
+    error: str | None = None
+    """Why the body could not be decrypted (no key for this device, a replay, ...)."""
 
     @classmethod
-    def from_wire(cls, message: wire.MessageOut, position: int | None = None) -> Message:
+    def from_wire(
+        cls,
+        message: wire.MessageOut,
+        position: int | None = None,
+        *,
+        text: str | None = None,
+        error: str | None = None,
+    ) -> Message:
         return cls(
             id=MessageId(message.id),
             conversation_id=ConversationId(message.conversation_id),
@@ -120,15 +136,32 @@ class Message:
             sender=Address(message.sender),
             sender_device=DeviceId(message.sender_device),
             recipient=Address(message.recipient),
-            text=message.body,
+            text=text if text is not None else "",
             sent_at=message.sent_at,
             status=message.status,
             position=position,
+            encryption=message.encryption,
+            error=error,
         )
 
-    @classmethod
-    def from_event(cls, event: wire.StreamEventOut) -> Message:
-        return cls.from_wire(event.message, position=event.position)
+
+@dataclass(frozen=True, slots=True)
+class OwnDevice:
+    device_id: DeviceId
+    fingerprint: str
+    created_at: datetime
+    current: bool
+    signed: bool
+    """Named in the account's signed device list (others are never encrypted to)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRequest:
+    """What a new device shows; an existing device approves it with ``code``."""
+
+    code: str
+    fingerprint: str
+    expires_at: datetime
 
 
 def _optional_address(value: str | None) -> Address | None:

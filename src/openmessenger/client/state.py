@@ -183,6 +183,17 @@ class StateStore:
         except (IdentityError, ValueError) as exc:
             raise StateError(f"cannot open the device identity: {exc}") from exc
 
+    def pickle_key(self) -> bytes:
+        try:
+            return self.pickle_key_path.read_bytes()
+        except OSError as exc:
+            raise StateError(f"cannot read the pickle key {self.pickle_key_path}: {exc}") from exc
+
+    def save_identity(self, identity: DeviceIdentity) -> DeviceState:
+        """Persist the live identity (its one-time keys change as sessions are made)."""
+        pickle = identity.to_pickle(self.pickle_key())
+        return self._update(lambda state: replace(state, identity_pickle=pickle))
+
     def save_session(self, device_id: DeviceId, address: Address, access_token: str) -> DeviceState:
         return self._update(
             lambda state: replace(
