@@ -23,6 +23,7 @@ generator or a wait for a connection counts in the latency).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -38,6 +39,29 @@ import orjson
 import uvloop
 
 PAD = "x" * 160
+# The node's part of an end-to-end message: an om.megolm.v1 body as the node sees
+# it (it checks the shape, never the cryptography). Its "ciphertext" carries the
+# send time for the listener; the devices' own encrypt/decrypt cost is measured
+# apart (``--scenario e2e-crypto``).
+_SENDER_KEY = "A" * 43
+_SESSION_ID = "B" * 43
+
+
+def e2e_body(t: int) -> str:
+    payload = base64.b64encode(orjson.dumps({"t": t, "pad": PAD})).decode().rstrip("=")
+    return orjson.dumps(
+        {
+            "alg": "om.megolm.v1",
+            "sender_key": _SENDER_KEY,
+            "session_id": _SESSION_ID,
+            "ciphertext": payload,
+        }
+    ).decode()
+
+
+def sent_time(body: str) -> int:
+    payload = orjson.loads(body)["ciphertext"]
+    return int(orjson.loads(base64.b64decode(payload + "=" * (-len(payload) % 4)))["t"])
 
 
 def _line(text: str) -> None:
@@ -83,13 +107,11 @@ async def send(config: dict[str, Any]) -> dict[str, Any]:
         async def one(sender: dict[str, str], due: float | None = None) -> None:
             nonlocal errors
             t = round(due * 1e9) if due is not None and from_schedule else time.monotonic_ns()
-            body = orjson.dumps({"t": t, "pad": PAD}).decode()
+            message = {"to": sender["to"], "body": e2e_body(t), "encryption": "end-to-end"}
             headers = {"Authorization": f"Bearer {sender['token']}"}
             t0 = time.perf_counter()
             try:
-                async with http.post(
-                    url, json={"to": sender["to"], "body": body}, headers=headers
-                ) as r:
+                async with http.post(url, json=message, headers=headers) as r:
                     answer = await r.read()
                     if r.status != 201:
                         errors += 1
@@ -186,7 +208,7 @@ async def listen(config: dict[str, Any]) -> dict[str, Any]:
                 now = time.monotonic_ns()
                 event = orjson.loads(frame.data)
                 positions[token] = event["position"]
-                sent = orjson.loads(event["message"]["body"])["t"]
+                sent = sent_time(event["message"]["body"])
                 latencies.append((now - sent) / 1e6)
                 second = now // 1_000_000_000
                 per_second[second] = per_second.get(second, 0) + 1
