@@ -21,6 +21,7 @@ from openmessenger.services.ports import (
     Clock,
     DeviceRepository,
     Secrets,
+    Transaction,
     UnitOfWork,
 )
 
@@ -81,22 +82,38 @@ class DeviceService:
         now = self._clock.now()
         await self._prove_possession(ed25519_key, challenge, signature, now)
         async with self._uow() as tx:
-            if await tx.keys.key_taken(ed25519_key):  # a revoked device's key too
+            if await tx.keys.key_taken(ed25519_key):  # before an account is made for it
                 raise Conflict("This key is already registered.", code="device_exists")
             account = await self._create_account(tx.accounts, now)
             if name is not None:
                 await tx.accounts.set_display_name(account.id, name)
                 account = Account(account.id, account.address, account.kind, name, now)
-            device = Device(
-                id=DeviceId(self._secrets.identifier()),
-                account_id=account.id,
-                ed25519_key=ed25519_key,
-                curve25519_key=curve25519_key,
-                created_at=now,
-            )
-            await tx.devices.create(device)
-            token = await self.new_token(tx.devices, device.id, now)
+            session = await self.enroll(tx, account, ed25519_key, curve25519_key, now)
             await tx.commit()
+        return session
+
+    async def enroll(
+        self,
+        tx: Transaction,
+        account: Account,
+        ed25519_key: str,
+        curve25519_key: str,
+        now: datetime,
+    ) -> DeviceSession:
+        """A new device of ``account`` with its first token, in the caller's
+        transaction (registration and recovery). A key ever registered, revoked
+        devices' too, is refused."""
+        if await tx.keys.key_taken(ed25519_key):
+            raise Conflict("This key is already registered.", code="device_exists")
+        device = Device(
+            id=DeviceId(self._secrets.identifier()),
+            account_id=account.id,
+            ed25519_key=ed25519_key,
+            curve25519_key=curve25519_key,
+            created_at=now,
+        )
+        await tx.devices.create(device)
+        token = await self.new_token(tx.devices, device.id, now)
         return DeviceSession(device, account, token)
 
     async def login(self, *, ed25519_key: str, challenge: str, signature: str) -> DeviceSession:

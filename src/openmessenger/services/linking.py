@@ -230,16 +230,6 @@ class LinkingService:
                 or not verify_ed25519(auth_key, signed, recovery_signature)
             ):
                 raise refused
-            if await tx.keys.key_taken(ed25519_key):
-                raise Conflict("This key is already registered.", code="device_exists")
-            device = Device(
-                id=DeviceId(self._secrets.identifier()),
-                account_id=account.id,
-                ed25519_key=ed25519_key,
-                curve25519_key=curve25519_key,
-                created_at=now,
-            )
-            await tx.devices.create(device)
-            token = await self._devices.new_token(tx.devices, device.id, now)
+            session = await self._devices.enroll(tx, account, ed25519_key, curve25519_key, now)
             await tx.commit()
-        return DeviceSession(device, account, token)
+        return session

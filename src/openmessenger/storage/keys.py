@@ -39,7 +39,7 @@ from openmessenger.storage.tables import (
 _LIVE = devices.c.revoked_at.is_(None)
 """Devices that are not revoked: the only ones anything is encrypted to."""
 
-_DEVICE_COLUMNS = (
+DEVICE_COLUMNS = (
     devices.c.id,
     devices.c.account_id,
     devices.c.ed25519_key,
@@ -48,7 +48,8 @@ _DEVICE_COLUMNS = (
 )
 
 
-def _device(row: Any) -> Device:
+def device_from_row(row: Any) -> Device:
+    """A :class:`Device` from a row of :data:`DEVICE_COLUMNS` (shared with repositories.py)."""
     return Device(
         id=DeviceId(row.id),
         account_id=AccountId(row.account_id),
@@ -75,22 +76,22 @@ class SqlKeys(Repository):
 
     async def device(self, device_id: DeviceId) -> Device | None:
         """A device that is not revoked."""
-        query = select(*_DEVICE_COLUMNS).where(devices.c.id == device_id, _LIVE)
+        query = select(*DEVICE_COLUMNS).where(devices.c.id == device_id, _LIVE)
         row = (await self._conn.execute(query)).first()
-        return _device(row) if row else None
+        return device_from_row(row) if row else None
 
     async def devices(self, account_id: AccountId) -> list[Device]:
         """The account's devices that are not revoked, oldest first."""
         query = (
-            select(*_DEVICE_COLUMNS)
+            select(*DEVICE_COLUMNS)
             .where(devices.c.account_id == account_id, _LIVE)
             .order_by(devices.c.created_at, devices.c.id)
         )
-        return [_device(r) for r in await self._conn.execute(query)]
+        return [device_from_row(r) for r in await self._conn.execute(query)]
 
     async def public_keys(self, account_id: AccountId) -> list[DevicePublicKeys]:
         query = (
-            select(*_DEVICE_COLUMNS, devices.c.sealing_key, devices.c.sealing_key_signature)
+            select(*DEVICE_COLUMNS, devices.c.sealing_key, devices.c.sealing_key_signature)
             .where(devices.c.account_id == account_id, _LIVE)
             .order_by(devices.c.created_at, devices.c.id)
         )

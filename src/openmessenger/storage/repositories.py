@@ -33,7 +33,14 @@ from openmessenger.core.passcodes import CodeState
 from openmessenger.core.records import Account, AccountKind, Contact, Device, PassCode
 from openmessenger.storage._base import Repository, SqlConnection
 from openmessenger.storage.federation import SqlFederation
-from openmessenger.storage.keys import SqlBackups, SqlKeys, SqlLinkRequests, SqlToDevice
+from openmessenger.storage.keys import (
+    DEVICE_COLUMNS,
+    SqlBackups,
+    SqlKeys,
+    SqlLinkRequests,
+    SqlToDevice,
+    device_from_row,
+)
 from openmessenger.storage.tables import (
     accounts,
     auth_challenges,
@@ -86,25 +93,6 @@ class SqlAccounts(Repository):
         )
 
 
-def _device(row: Any) -> Device:
-    return Device(
-        id=DeviceId(row.id),
-        account_id=AccountId(row.account_id),
-        ed25519_key=row.ed25519_key,
-        curve25519_key=row.curve25519_key,
-        created_at=row.created_at,
-    )
-
-
-_DEVICE_COLUMNS = (
-    devices.c.id,
-    devices.c.account_id,
-    devices.c.ed25519_key,
-    devices.c.curve25519_key,
-    devices.c.created_at,
-)
-
-
 class SqlDevices(Repository):
     async def create(self, device: Device) -> None:
         await self._conn.execute(
@@ -120,11 +108,11 @@ class SqlDevices(Repository):
 
     async def by_ed25519_key(self, key: str) -> Device | None:
         """A device that is not revoked (a revoked one cannot log in)."""
-        query = select(*_DEVICE_COLUMNS).where(
+        query = select(*DEVICE_COLUMNS).where(
             devices.c.ed25519_key == key, devices.c.revoked_at.is_(None)
         )
         row = (await self._conn.execute(query)).first()
-        return _device(row) if row else None
+        return device_from_row(row) if row else None
 
     async def ids_of_account(self, account_id: AccountId) -> list[DeviceId]:
         query = (
@@ -141,12 +129,12 @@ class SqlDevices(Repository):
 
     async def by_token(self, token_hmac: str) -> Device | None:
         query = (
-            select(*_DEVICE_COLUMNS)
+            select(*DEVICE_COLUMNS)
             .join(device_tokens, device_tokens.c.device_id == devices.c.id)
             .where(device_tokens.c.token_hmac == token_hmac, devices.c.revoked_at.is_(None))
         )
         row = (await self._conn.execute(query)).first()
-        return _device(row) if row else None
+        return device_from_row(row) if row else None
 
 
 class SqlChallenges(Repository):
