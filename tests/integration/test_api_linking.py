@@ -11,7 +11,12 @@ import httpx
 import vodozemac
 
 from openmessenger.protocol.client_api import signed_challenge_bytes
-from openmessenger.protocol.e2e import link_signed_bytes
+from openmessenger.protocol.e2e import (
+    BackupEntry,
+    backup_entry_signed_bytes,
+    link_signed_bytes,
+    recovery_auth_signed_bytes,
+)
 from tests.support.api import Dump, register
 from tests.support.keys import (
     AccountKey,
@@ -226,23 +231,32 @@ async def test_a_link_code_expires_after_ten_minutes(
 # --- backup ----------------------------------------------------------------------------
 
 
-def entry(n: int) -> dict[str, str]:
+def entry(key: AccountKey, address: str, entry_id: str, n: int) -> dict[str, str]:
+    """A backup entry as a device writes it: encrypted (here: made up) and signed."""
     blob = vodozemac.PkDecryption().public_key.to_base64()
-    return {"ciphertext": f"c{n}" + blob, "mac": "bWFj", "ephemeral_key": blob}
+    sealed = BackupEntry(ciphertext=f"c{n}" + blob, mac="bWFj", ephemeral_key=blob)
+    signature = key.sign(backup_entry_signed_bytes(address, entry_id, sealed))
+    return {**sealed.model_dump(), "signature": signature}
+
+
+def backup_setup(key: AccountKey, address: str, recovery: AccountKey) -> dict[str, str]:
+    signed = recovery_auth_signed_bytes(address, recovery.public_key)
+    return {"recovery_auth_key": recovery.public_key, "signature": key.sign(signed)}
 
 
 async def test_backup_entries_belong_to_the_accounts_own_devices(
     http: httpx.AsyncClient,
 ) -> None:
-    alice, _ = await with_device_list(http)
+    alice, key = await with_device_list(http)
     recovery = AccountKey()
     early = await register_keyed(http)
     no_list = await early.api.http.put(
-        "/v1/backup", json={"recovery_auth_key": recovery.public_key}, headers=early.api.auth
+        "/v1/backup", json=backup_setup(key, early.address, recovery), headers=early.api.auth
     )
     assert (no_list.status_code, no_list.json()["code"]) == (409, "no_device_list")
+    one = {"session:1": entry(key, alice.address, "session:1", 1)}
     not_yet = await alice.api.http.put(
-        "/v1/backup/entries", json={"entries": {"session:1": entry(1)}}, headers=alice.api.auth
+        "/v1/backup/entries", json={"entries": one}, headers=alice.api.auth
     )
     assert (not_yet.status_code, not_yet.json()["code"]) == (409, "no_backup")
     missing = await alice.api.get("/v1/backup")
@@ -250,13 +264,16 @@ async def test_backup_entries_belong_to_the_accounts_own_devices(
 
     put = alice.api.http.put
     set_up = await put(
-        "/v1/backup", json={"recovery_auth_key": recovery.public_key}, headers=alice.api.auth
+        "/v1/backup", json=backup_setup(key, alice.address, recovery), headers=alice.api.auth
     )
     assert set_up.status_code == 204, set_up.text
-    entries = {"session:1": entry(1), "account-signing-key": entry(2)}
+    entries = {
+        "session:1": entry(key, alice.address, "session:1", 1),
+        "account-signing-key": entry(key, alice.address, "account-signing-key", 2),
+    }
     stored = await put("/v1/backup/entries", json={"entries": entries}, headers=alice.api.auth)
     assert stored.status_code == 204, stored.text
-    replaced = {"session:1": entry(3)}
+    replaced = {"session:1": entry(key, alice.address, "session:1", 3)}
     await put("/v1/backup/entries", json={"entries": replaced}, headers=alice.api.auth)
     assert (await alice.api.get("/v1/backup")).json() == {"entries": {**entries, **replaced}}
 
@@ -267,8 +284,33 @@ async def test_backup_entries_belong_to_the_accounts_own_devices(
 
     # A new recovery key makes the old entries useless: they go.
     await put(
-        "/v1/backup", json={"recovery_auth_key": AccountKey().public_key}, headers=alice.api.auth
+        "/v1/backup",
+        json=backup_setup(key, alice.address, AccountKey()),
+        headers=alice.api.auth,
     )
+    assert (await alice.api.get("/v1/backup")).json() == {"entries": {}}
+
+
+async def test_a_token_alone_cannot_set_up_a_backup_or_write_entries(
+    http: httpx.AsyncClient,
+) -> None:
+    alice, key = await with_device_list(http)
+    thief = AccountKey()  # holds alice's token, not her account signing key
+    put = alice.api.http.put
+    forged_setup = await put(
+        "/v1/backup", json=backup_setup(thief, alice.address, thief), headers=alice.api.auth
+    )
+    assert (forged_setup.status_code, forged_setup.json()["field"]) == (422, "signature")
+    await put(
+        "/v1/backup", json=backup_setup(key, alice.address, AccountKey()), headers=alice.api.auth
+    )
+    planted = {"session:x": entry(thief, alice.address, "session:x", 9)}
+    refused = await put("/v1/backup/entries", json={"entries": planted}, headers=alice.api.auth)
+    assert (refused.status_code, refused.json()["field"]) == (422, "entries.session:x.signature")
+    moved = {"session:y": entry(key, alice.address, "session:x", 9)}  # signed for another id
+    assert (
+        await put("/v1/backup/entries", json={"entries": moved}, headers=alice.api.auth)
+    ).status_code == 422
     assert (await alice.api.get("/v1/backup")).json() == {"entries": {}}
 
 
@@ -278,10 +320,10 @@ async def test_backup_entries_belong_to_the_accounts_own_devices(
 async def test_recovery_needs_the_recovery_key_and_adds_a_device_to_the_account(
     http: httpx.AsyncClient, dump: Dump
 ) -> None:
-    alice, _ = await with_device_list(http)
+    alice, key = await with_device_list(http)
     recovery = AccountKey()
     await alice.api.http.put(
-        "/v1/backup", json={"recovery_auth_key": recovery.public_key}, headers=alice.api.auth
+        "/v1/backup", json=backup_setup(key, alice.address, recovery), headers=alice.api.auth
     )
     bob = await register_keyed(http)  # no backup set up
     new = vodozemac.Account()

@@ -32,6 +32,7 @@ MESSAGE_FIELDS = {
     "sent_at",
     "status",
     "encryption",
+    "error",
 }
 LINE_TIMEOUT_SECONDS = 20
 

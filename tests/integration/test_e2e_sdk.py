@@ -52,6 +52,13 @@ async def connected(devices: OpenDevice) -> tuple[Client, Client]:
     return alice, bob
 
 
+async def linked(approver: Client, new: Client) -> Client:
+    """``new`` joins ``approver``'s account: a link request, approved."""
+    await approver.approve_link((await new.request_link()).code)
+    await new.wait_for_link()
+    return new
+
+
 def secret_text() -> str:
     """A text that cannot turn up anywhere by chance."""
     return f"the plaintext {secrets.token_hex(12)}"
@@ -158,9 +165,7 @@ async def test_a_revoked_device_gets_nothing_new_and_cannot_read_what_follows(
     devices: OpenDevice, dump: Dump
 ) -> None:
     alice, bob = await connected(devices)
-    laptop = devices("alice-laptop")
-    await alice.approve_link((await laptop.request_link()).code)
-    await laptop.wait_for_link()
+    laptop = await linked(alice, devices("alice-laptop"))
     await bob.send(alice.address or "", "before the revocation")
     assert [m.text for m in await laptop.sync()] == ["before the revocation"]
     old_sessions = {b.session_id for b in stored_bodies(await dump())}
@@ -183,7 +188,7 @@ async def test_a_revoked_device_gets_nothing_new_and_cannot_read_what_follows(
 
 
 async def test_a_device_the_node_slips_in_gets_no_keys(
-    devices: OpenDevice, dump: Dump, running_node: NodeThread
+    devices: OpenDevice, dump: Dump, running_node: NodeThread, node_url: str
 ) -> None:
     alice, bob = await connected(devices)
     await alice.sync()
@@ -195,6 +200,16 @@ async def test_a_device_the_node_slips_in_gets_no_keys(
     assert ghost not in {share.device_id for share in body.key_shares}
     listed = {d.device_id: d.signed for d in await alice.devices()}
     assert listed[ghost] is False and listed[alice.device_id or ""] is True
+    # Plain text the node seals goes only to the devices the account signed, too.
+    token = bob._state.access_token if bob._state else None
+    async with httpx.AsyncClient(base_url=node_url) as http:
+        sent = await http.post(
+            "/v1/messages",
+            json={"to": alice.address, "body": "sealed to signed devices"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    sealed = e2e.SealedBody.model_validate_json(sent.json()["body"])
+    assert ghost not in sealed.keys and alice.device_id in sealed.keys
 
 
 async def test_losing_every_device_and_restoring_from_the_recovery_key(
@@ -232,9 +247,7 @@ async def test_a_wrong_recovery_key_restores_nothing(devices: OpenDevice) -> Non
 async def test_a_new_device_in_a_contacts_list_raises_a_warning(devices: OpenDevice) -> None:
     alice, bob = await connected(devices)
     await bob.send(alice.address or "", "hello")
-    laptop = devices("alice-laptop")
-    await alice.approve_link((await laptop.request_link()).code)
-    await laptop.wait_for_link()
+    await linked(alice, devices("alice-laptop"))
 
     with pytest.warns(DeviceListChangedWarning, match=re.escape(alice.address or "")):
         await bob.send(alice.address or "", "to both devices now")
@@ -252,6 +265,20 @@ async def test_a_replayed_ciphertext_is_refused(devices: OpenDevice) -> None:
     replayed = message.model_copy(update={"id": "a-new-envelope"})
     with pytest.raises(DecryptionError, match="replayed"):
         await engine.open(replayed)
+
+
+async def test_a_message_said_to_come_from_another_device_is_refused(devices: OpenDevice) -> None:
+    alice, bob = await connected(devices)
+    laptop = await linked(alice, devices("alice-laptop"))
+    await alice.send(bob.address or "", "from the phone")
+    [sent] = await bob.sync()
+    engine = await bob.end_to_end()
+    stored = await bob._call("GET", f"/messages/{sent.id}")
+    message = wire.MessageOut.model_validate_json(stored.content)
+
+    forged = message.model_copy(update={"sender_device": laptop.device_id})
+    with pytest.raises(DecryptionError, match="has not signed"):
+        await engine.open(forged)
 
 
 async def test_sessions_rotate_after_the_configured_number_of_messages(
@@ -272,9 +299,7 @@ async def test_the_accounts_rotation_period_applies_to_its_devices(
     devices: OpenDevice, dump: Dump
 ) -> None:
     alice, bob = await connected(devices)
-    laptop = devices("alice-laptop")
-    await alice.approve_link((await laptop.request_link()).code)
-    await laptop.wait_for_link()
+    laptop = await linked(alice, devices("alice-laptop"))
 
     await alice.set_account_rotation(messages=2, seconds=3600)
     for n in range(3):

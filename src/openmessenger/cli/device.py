@@ -401,9 +401,8 @@ def _message_json(message: Message) -> dict[str, Any]:
         "sent_at": rfc3339(message.sent_at),
         "status": message.status,
         "encryption": message.encryption,
+        "error": message.error,
     }
-    if message.error is not None:
-        obj["error"] = message.error
     if message.position is not None:
         obj["position"] = message.position
     return obj

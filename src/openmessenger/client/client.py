@@ -46,6 +46,7 @@ from openmessenger.client.models import (
     OwnDevice,
 )
 from openmessenger.client.state import DeviceState, StateStore
+from openmessenger.core.envelope import MAX_BODY_CHARS
 from openmessenger.core.errors import InvalidInput
 from openmessenger.core.ids import Address, DeviceId, parse_address
 from openmessenger.crypto.account_keys import verify_device_list
@@ -189,6 +190,8 @@ class Client:
         """Send ``text`` to a contact. Retried on network failures under one
         ``client_txn_id``, so the node stores it once however often it arrives."""
         txn_id = client_txn_id or uuid.uuid4().hex
+        if not text or len(text) > MAX_BODY_CHARS:
+            raise InvalidArgumentError("text", f"must be 1 to {MAX_BODY_CHARS} characters")
         target = _canonical_address(to)
         engine = await self.end_to_end()
         try:
@@ -512,7 +515,10 @@ class Client:
         body = wire.LinkApproveIn(
             device_list=engine.next_device_list(own, add=[new]), secrets=secrets
         )
-        await self._call("POST", f"/link-requests/{digits}/approve", body=body)
+        approved = transport.parse_response(
+            wire.OwnDeviceList,
+            await self._call("POST", f"/link-requests/{digits}/approve", body=body),
+        )
         engine.forget_devices(engine.address)
         keys = engine.export_room_keys()
         for start in range(0, len(keys), ROOM_KEYS_PER_MESSAGE):
@@ -525,10 +531,11 @@ class Client:
                     messages=[wire.ToDeviceMessage(device_id=new.device_id, olm=olm)]
                 ),
             )
+        added = next(d for d in approved.devices if d.device_id == info.device_id)
         return OwnDevice(
             device_id=DeviceId(info.device_id),
             fingerprint=device_fingerprint(info.ed25519_key),
-            created_at=info.expires_at,
+            created_at=added.created_at,
             current=False,
             signed=True,
         )
@@ -562,11 +569,20 @@ class Client:
         """Make a recovery key, back the account signing key and every session up
         under it, and return it. Only the user keeps it: the node never sees it."""
         engine = await self.end_to_end()
+        signing = engine.signing_key()
+        if signing is None:
+            raise StateError("this device does not hold the account signing key")
         recovery = RecoveryKey.generate()
+        auth_key = recovery.auth_key.public_key
         await self._call(
             "PUT",
             "/backup",
-            body=wire.BackupSetupIn(recovery_auth_key=recovery.auth_key.public_key),
+            body=wire.BackupSetupIn(
+                recovery_auth_key=auth_key,
+                signature=signing.sign(
+                    e2e_wire.recovery_auth_signed_bytes(engine.address, auth_key)
+                ),
+            ),
         )
         own = await engine.devices_of(engine.address, fresh=True)
         await engine.publish_device_list(

@@ -325,6 +325,8 @@ class EndToEnd:
         )
 
     def set_rotation(self, *, messages: int | None = None, seconds: float | None = None) -> None:
+        # The same bounds as the account's setting (protocol.e2e.Rotation).
+        e2e.Rotation(messages=messages or 1, seconds=int(seconds or 60))
         with self._store.transaction():
             if messages is not None:
                 self._store.set_setting(ROTATION_MESSAGES_SETTING, str(messages))
@@ -462,7 +464,13 @@ class EndToEnd:
         sender = Address(message.sender)
         if body.sender_key != self.curve25519_key:
             sender_devices = await self.devices_of(sender)
-            if not any(d.curve25519_key == body.sender_key for d in sender_devices.trusted):
+            # The envelope names the sending device when its node is the sender's
+            # (a message from another node arrives without one): they must agree.
+            if not any(
+                d.curve25519_key == body.sender_key
+                and (not message.sender_device or d.device_id == message.sender_device)
+                for d in sender_devices.trusted
+            ):
                 raise DecryptionError("sent from a device its account has not signed")
         with self._store.transaction():
             record = self._store.inbound(body.sender_key, body.session_id)
@@ -484,14 +492,18 @@ class EndToEnd:
         return Opened(content.text, e2e.END_TO_END)
 
     def _open_sealed(self, body: str) -> str:
+        try:
+            sealed = e2e.SealedBody.model_validate_json(body)
+        except ValidationError:
+            # Stored before nodes sealed plain text. Taking it as it is gives the
+            # node nothing new: it could read transport-encrypted text anyway.
+            return body
         secret = self._store.secret(SEALING_KEY_SECRET)
         if secret is None:
             raise DecryptionError("this device has no sealing key")
         try:
-            return SealingKeyPair.from_secret(secret).open(
-                e2e.SealedBody.model_validate_json(body), self.device_id
-            )
-        except (ValidationError, SealingError) as exc:
+            return SealingKeyPair.from_secret(secret).open(sealed, self.device_id)
+        except SealingError as exc:
             raise DecryptionError("the sealed body does not open for this device") from exc
 
     def _accept_share(self, message: wire.MessageOut, body: e2e.EncryptedBody) -> InboundRecord:
@@ -617,7 +629,7 @@ class EndToEnd:
                 if sessions
                 else self._identity.create_outbound_session(device.curve25519_key, one_time_key)
             )
-            ciphertext = session.encrypt(content.model_dump_json().encode())
+            ciphertext = session.encrypt(content.model_dump_json(by_alias=True).encode())
             self._store.save_olm_session(device.curve25519_key, session, time.time_ns())
         return ciphertext
 
@@ -637,30 +649,31 @@ class EndToEnd:
             if everything:
                 self._store.mark_all_not_backed_up()
             pending = self._store.inbound_sessions(only_not_backed_up=True)
-        entries = {
-            f"session:{r.session.session_id}": encrypt_for_backup(
-                backup_key,
-                e2e.BackupPlaintext(
-                    room_key=e2e.ExportedRoomKey(
-                        sender=r.sender,
-                        recipient=r.recipient,
-                        sender_key=r.sender_key,
-                        session_id=r.session.session_id,
-                        exported_key=r.session.export(),
-                    )
+        key = self.signing_key()
+        if key is None:
+            return 0  # only a device holding the account signing key can sign entries
+        contents = {
+            f"session:{r.session.session_id}": e2e.BackupPlaintext(
+                room_key=e2e.ExportedRoomKey(
+                    sender=r.sender,
+                    recipient=r.recipient,
+                    sender_key=r.sender_key,
+                    session_id=r.session.session_id,
+                    exported_key=r.session.export(),
                 )
-                .model_dump_json(by_alias=True)
-                .encode(),
             )
             for r in pending
         }
         if everything:
-            key = self.signing_key()
-            if key is not None:
-                entries[e2e.SIGNING_KEY_ENTRY] = encrypt_for_backup(
-                    backup_key,
-                    e2e.BackupPlaintext(signing_key_seed=key.seed).model_dump_json().encode(),
-                )
+            contents[e2e.SIGNING_KEY_ENTRY] = e2e.BackupPlaintext(signing_key_seed=key.seed)
+        entries = {
+            entry_id: self._signed_entry(
+                key,
+                entry_id,
+                encrypt_for_backup(backup_key, content.model_dump_json(by_alias=True).encode()),
+            )
+            for entry_id, content in contents.items()
+        }
         items = list(entries.items())
         for start in range(0, len(items), BACKUP_BATCH):
             body = wire.BackupEntriesIn(entries=dict(items[start : start + BACKUP_BATCH]))
@@ -669,14 +682,36 @@ class EndToEnd:
             self._store.mark_backed_up(pending)
         return len(pending)
 
+    def _signed_entry(
+        self, key: AccountSigningKey, entry_id: str, entry: e2e.BackupEntry
+    ) -> e2e.SignedBackupEntry:
+        signed = e2e.backup_entry_signed_bytes(self.address, entry_id, entry)
+        return e2e.SignedBackupEntry(**entry.model_dump(), signature=key.sign(signed))
+
     def restore_backup(self, recovery: RecoveryKey, backup: wire.BackupOut) -> int:
-        """Adopt the signing key and import every session in ``backup``; the number imported."""
-        imported = 0
+        """Adopt the signing key and import every session in ``backup`` that it
+        signed; the number imported. Whoever knows the backup key can encrypt an
+        entry to it, so an entry counts only with the account signing key's
+        signature (and that key must be the one the account's list is signed
+        with: the caller checks that next)."""
+        opened: dict[str, e2e.BackupPlaintext] = {}
         for entry_id, entry in backup.entries.items():
             try:
-                content = e2e.BackupPlaintext.model_validate_json(recovery.decrypt_backup(entry))
+                opened[entry_id] = e2e.BackupPlaintext.model_validate_json(
+                    recovery.decrypt_backup(entry)
+                )
             except (BackupDecryptionError, ValidationError) as exc:
                 raise StateError(f"backup entry {entry_id} does not open with this key") from exc
+        seed_entry = opened.get(e2e.SIGNING_KEY_ENTRY)
+        if seed_entry is None or seed_entry.signing_key_seed is None:
+            raise StateError("the backup holds no account signing key")
+        key = AccountSigningKey.from_seed(seed_entry.signing_key_seed)
+        imported = 0
+        for entry_id, content in opened.items():
+            entry = backup.entries[entry_id]
+            signed = e2e.backup_entry_signed_bytes(self.address, entry_id, entry)
+            if not verify_ed25519(key.public_key, signed, entry.signature):
+                continue  # not written by a device of this account
             if content.signing_key_seed is not None:
                 self.adopt_signing_key(content.signing_key_seed)
             if content.room_key is not None:

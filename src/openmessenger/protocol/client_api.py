@@ -14,11 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer
 from openmessenger.core.envelope import CLIENT_TXN_ID_PATTERN
 from openmessenger.protocol.e2e import (
     MAX_ENCRYPTED_BODY_CHARS,
-    BackupEntry,
     Encryption,
     Key,
     OlmCiphertext,
     Signature,
+    SignedBackupEntry,
     SignedDeviceList,
     SignedKey,
 )
@@ -340,16 +340,19 @@ class BackupSetupIn(Request):
     recovery_auth_key: Key = Field(
         description="Public half of the key derived from the recovery key; proves recovery"
     )
+    signature: Signature = Field(
+        description="The account signing key over recovery_auth_signed_bytes(address, key)"
+    )
 
 
 class BackupEntriesIn(Request):
-    entries: dict[Annotated[str, Field(min_length=1, max_length=100)], BackupEntry] = Field(
+    entries: dict[Annotated[str, Field(min_length=1, max_length=100)], SignedBackupEntry] = Field(
         max_length=1000
     )
 
 
 class BackupOut(Response):
-    entries: dict[str, BackupEntry]
+    entries: dict[str, SignedBackupEntry]
 
 
 class RecoveryIn(Request):

@@ -78,6 +78,22 @@ def recovery_signed_bytes(domain: str, address: str, challenge: str, ed25519_key
     return f"openmessenger/v1/recovery\n{domain}\n{address}\n{challenge}\n{ed25519_key}".encode()
 
 
+def recovery_auth_signed_bytes(address: str, recovery_auth_key: str) -> bytes:
+    """What the account signing key signs to set up a backup: only a device that
+    holds it (not a stolen access token) can say which key may recover the account."""
+    return f"openmessenger/v1/recovery-auth-key\n{address}\n{recovery_auth_key}".encode()
+
+
+def backup_entry_signed_bytes(address: str, entry_id: str, entry: BackupEntry) -> bytes:
+    """What the account signing key signs for each backup entry. Anyone who knows
+    the backup key can encrypt to it; only the account's devices can sign, so a
+    restored device takes no entry the node (or anyone else) wrote."""
+    return (
+        f"openmessenger/v1/backup-entry\n{address}\n{entry_id}\n"
+        f"{entry.ciphertext}\n{entry.mac}\n{entry.ephemeral_key}"
+    ).encode()
+
+
 def link_signed_bytes(domain: str, challenge: str, ed25519_key: str) -> bytes:
     """What a device asking to be linked signs to prove it holds its key."""
     return f"openmessenger/v1/link-request\n{domain}\n{challenge}\n{ed25519_key}".encode()
@@ -254,6 +270,14 @@ class BackupEntry(_Wire):
     ciphertext: Ciphertext
     mac: Ciphertext
     ephemeral_key: Key
+
+
+class SignedBackupEntry(BackupEntry):
+    """A :class:`BackupEntry` as stored: ``signature`` is the account signing key's
+    over :func:`backup_entry_signed_bytes` (PkEncryption's MAC does not
+    authenticate the ciphertext, and anyone may encrypt to the backup key)."""
+
+    signature: Signature
 
 
 SIGNING_KEY_ENTRY = "account-signing-key"

@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 _KEEP = timedelta(hours=1)
 _KEEP_MISS = timedelta(minutes=5)
+_NOT_DESCRIBED = frozenset({404, 405, 410})
+"""What a web server without our descriptor answers: the node speaks v1 only."""
 
 
 class PeerDirectory:
@@ -44,17 +46,27 @@ class PeerDirectory:
         return found is not None and found.supports(capability)
 
     async def capability(self, domain: Domain, capability: str) -> bool | None:
-        """Like :meth:`supports`, but None when the node could not be asked: an
-        unreachable peer is not taken for a v1 one (that would downgrade it)."""
+        """Like :meth:`supports`, but never a guess: None when the node could not be
+        asked and nothing is known of it. An unreachable node keeps the
+        capabilities it last described (taking it for a v1 peer would downgrade it)."""
         found = await self.descriptor(domain)
-        if found is None and domain not in self._cache:
-            return None
-        return found is not None and found.supports(capability)
+        if found is not None:
+            return found.supports(capability)
+        cached = self._cache.get(domain)
+        if cached is None:
+            return None  # never reached
+        if cached[1] > self._clock.now():
+            return False  # it answered lately, as a v1 peer
+        stale = cached[0]
+        return stale.supports(capability) if stale is not None else None
 
     async def _fetch(self, domain: Domain) -> openmsg.NodeDescriptor | None:
         reply = await self._transport.get_json(openmsg.descriptor_url(domain))
-        if reply.status != 200:
+        if reply.status in _NOT_DESCRIBED:
             return None  # a v1 peer
+        if reply.status != 200:
+            # A node in trouble (5xx, ...) is not a v1 peer: ask again next time.
+            raise PeerUnreachable(f"{domain} answered {reply.status} for its descriptor")
         try:
             found = openmsg.NodeDescriptor.model_validate(reply.body)
         except ValidationError:

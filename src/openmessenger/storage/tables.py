@@ -284,7 +284,7 @@ account_keys = Table(
     Column("recovery_auth_key", String(43)),
 )
 
-# Secrets backed up under the recovery key (JSON of a BackupEntry each).
+# Secrets backed up under the recovery key (JSON of a SignedBackupEntry each).
 key_backup = Table(
     "key_backup",
     metadata,

@@ -16,6 +16,7 @@ import pytest
 from openmessenger.client import Client, Message
 from openmessenger.client.e2e import DeviceListChangedWarning
 from openmessenger.protocol import e2e
+from tests.integration.test_e2e_sdk import linked
 from tests.support.federation import FederatedNode
 from tests.support.node import dump_database
 from tests.support.tls import CertificateAuthority
@@ -81,9 +82,7 @@ async def test_three_devices_on_two_nodes_talk_end_to_end_in_every_direction(
     code = await phone.issue_code()
     contact = await bob.connect((await phone.whoami()).address, code.pass_code)
     assert contact.encryption == "end-to-end"
-    laptop = devices(alpha, "alice-laptop")
-    await phone.approve_link((await laptop.request_link()).code)
-    await laptop.wait_for_link()
+    laptop = await linked(phone, devices(alpha, "alice-laptop"))
     alice = phone.address or ""
 
     from_bob, from_phone, from_laptop = unique("bob"), unique("phone"), unique("laptop")
@@ -123,9 +122,7 @@ async def test_history_restarts_warnings_and_recovery_across_nodes(
     recovery_key = await phone.setup_backup()
 
     # A new device reads the history its account had before it existed.
-    laptop = devices(alpha, "alice-laptop")
-    await phone.approve_link((await laptop.request_link()).code)
-    await laptop.wait_for_link()
+    laptop = await linked(phone, devices(alpha, "alice-laptop"))
     assert [m.text for m in await laptop.history(bob.address or "")] == [earlier]
 
     # The other side is told that alice's devices changed.
@@ -158,9 +155,7 @@ async def test_a_revoked_device_on_one_node_gets_no_key_from_the_other(
     phone, bob = devices(alpha, "alice-phone"), devices(beta, "bob")
     code = await phone.issue_code()
     await bob.connect((await phone.whoami()).address, code.pass_code)
-    laptop = devices(alpha, "alice-laptop")
-    await phone.approve_link((await laptop.request_link()).code)
-    await laptop.wait_for_link()
+    laptop = await linked(phone, devices(alpha, "alice-laptop"))
     assert laptop.device_id is not None
     await phone.revoke_device(laptop.device_id)
 

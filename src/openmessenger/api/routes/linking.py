@@ -21,7 +21,7 @@ from openmessenger.protocol.client_api import (
     OwnDeviceList,
     RecoveryIn,
 )
-from openmessenger.protocol.e2e import BackupEntry
+from openmessenger.protocol.e2e import SignedBackupEntry
 
 router = APIRouter(prefix=API_PREFIX, tags=["linking and recovery"])
 
@@ -72,7 +72,7 @@ async def set_up_backup(body: BackupSetupIn, caller: CurrentDevice, services: Se
     """Set up (or replace) the account's key backup: the public key that proves a
     recovery. Entries stored before are deleted (they were for the old recovery
     key). Needs the account's signed device list first (409 ``no_device_list``)."""
-    await services.backup.set_up(caller, body.recovery_auth_key)
+    await services.backup.set_up(caller, body.recovery_auth_key, body.signature)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -90,7 +90,9 @@ async def put_backup_entries(
 async def backup(caller: CurrentDevice, services: Services) -> BackupOut:
     """Every backup entry of your account (404 ``no_backup`` if none is set up)."""
     entries = await services.backup.entries(caller)
-    return BackupOut(entries={k: BackupEntry.model_validate_json(v) for k, v in entries.items()})
+    return BackupOut(
+        entries={k: SignedBackupEntry.model_validate_json(v) for k, v in entries.items()}
+    )
 
 
 @router.post("/recovery", status_code=status.HTTP_201_CREATED, response_model=DeviceSessionOut)
