@@ -392,13 +392,11 @@ class Client:
     async def devices(self) -> list[OwnDevice]:
         """This account's devices; ``signed`` ones are named in its signed device list."""
         answer = transport.parse_response(wire.OwnDeviceList, await self._call("GET", "/devices"))
-        engine = await self.end_to_end()
         signed = {
             d.device_id: d for d in (answer.device_list.list.devices if answer.device_list else [])
         }
         if answer.device_list is not None and not verify_device_list(answer.device_list):
             signed = {}
-        del engine
         return [
             OwnDevice(
                 device_id=DeviceId(d.device_id),
