@@ -86,8 +86,16 @@ async def signed_challenge(http: httpx.AsyncClient, identity: DeviceIdentity) ->
     }
 
 
-async def register(http: httpx.AsyncClient, name: str | None = None) -> ApiDevice:
-    identity = DeviceIdentity.create()
+async def register(
+    http: httpx.AsyncClient,
+    name: str | None = None,
+    *,
+    identity: DeviceIdentity | None = None,
+    publish_sealing: bool = True,
+) -> ApiDevice:
+    """Register a new device over raw HTTP (``identity``: with these keys), and
+    publish its sealing key unless told not to."""
+    identity = identity or DeviceIdentity.create()
     body = await signed_challenge(http, identity)
     body.update(curve25519_key=identity.curve25519_key)
     if name:
@@ -103,7 +111,8 @@ async def register(http: httpx.AsyncClient, name: str | None = None) -> ApiDevic
         data["access_token"],
         SealingKeyPair.generate(),
     )
-    await publish_sealing_key(device)
+    if publish_sealing:
+        await publish_sealing_key(device)
     return device
 
 

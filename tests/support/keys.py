@@ -26,7 +26,7 @@ from openmessenger.protocol.e2e import (
     recovery_signed_bytes,
     sealing_key_signed_bytes,
 )
-from tests.support.api import ApiDevice, signed_challenge
+from tests.support.api import ApiDevice, register, signed_challenge
 
 
 def b64(raw: bytes) -> str:
@@ -128,22 +128,8 @@ def new_one_time_keys(
 async def register_keyed(http: httpx.AsyncClient, name: str | None = None) -> KeyedDevice:
     """Register a device over raw HTTP, keeping its vodozemac account."""
     account = vodozemac.Account()
-    identity = DeviceIdentity(account)
-    body = await signed_challenge(http, identity)
-    body["curve25519_key"] = identity.curve25519_key
-    if name:
-        body["display_name"] = name
-    response = await http.post("/v1/devices", json=body)
-    assert response.status_code == 201, response.text
-    data = response.json()
-    api = ApiDevice(
-        http,
-        identity,
-        data["device_id"],
-        data["address"],
-        data["access_token"],
-        SealingKeyPair.generate(),
-    )
+    # Keys are the tests' business here: no sealing key is published for them.
+    api = await register(http, name, identity=DeviceIdentity(account), publish_sealing=False)
     return KeyedDevice(api, account)
 
 
