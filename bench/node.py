@@ -55,6 +55,11 @@ class NodeUnderTest:
             **os.environ,
             "OPENMESSENGER_NODE_SECRET": secrets.token_hex(32),
             "OPENMESSENGER_LOG_LEVEL": "warning",
+            # Capacity is what is measured: the per-device, per-account and per-key
+            # request limits (a policy, not a capacity) are lifted.
+            "OPENMESSENGER_DEVICE_RATE_LIMIT": "1000000/second",
+            "OPENMESSENGER_ACCOUNT_RATE_LIMIT": "1000000/second",
+            "OPENMESSENGER_APP_KEY_RATE_LIMIT": "1000000/second",
             **self.env,
         }
         self.process = subprocess.Popen(

@@ -69,6 +69,40 @@ class Settings(BaseSettings):
     openmsg_domain_rate_limit: str = "2000/second"
     openmsg_address_rate_limit: str = "100/second"
     openmsg_auth_rate_limit: str = "30/minute"
+
+    # Registered accounts (docs/apps.md): verification codes by e-mail and SMS.
+    smtp_host: str | None = Field(default=None, description="SMTP server for verification mail")
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = Field(default=True, description="upgrade the SMTP connection with TLS")
+    smtp_from: str | None = Field(default=None, description="sender address (default: node@domain)")
+    sms_webhook_url: str | None = Field(
+        default=None, description="HTTPS URL the node POSTs {to, text} to, to send an SMS"
+    )
+    sms_webhook_secret: SecretStr | None = Field(
+        default=None, description="signs SMS webhook requests (HMAC-SHA256)"
+    )
+
+    # The app gateway (docs/apps.md).
+    operator_token: SecretStr | None = Field(
+        default=None, description="lets `openmessenger admin --url` run operator commands remotely"
+    )
+    operator_token_file: Path | None = None
+    grant_key_dir: Path | None = Field(
+        default=None,
+        description="per-(account, app) keys, kept out of database backups (data_dir/grant-keys)",
+    )
+    rate_limit_storage: str = Field(
+        default="memory://", description="limits storage URI: memory:// or redis://host:port"
+    )
+    # Requests on the client and app API (limits notation), per API key, per
+    # account and per device; past one the answer is 429 with Retry-After.
+    app_key_rate_limit: str = "1000/second"
+    account_rate_limit: str = "100/second"
+    device_rate_limit: str = "50/second"
+    webhook_timeout_seconds: float = Field(default=10, gt=0)
+    webhook_give_up_seconds: float = Field(default=86_400, gt=0)
     config: Path | None = Field(default=None, description="TOML file with any of these settings")
 
     @field_validator("domain")
@@ -80,7 +114,12 @@ class Settings(BaseSettings):
             raise ValueError(exc.reason) from None
 
     @field_validator(
-        "openmsg_domain_rate_limit", "openmsg_address_rate_limit", "openmsg_auth_rate_limit"
+        "openmsg_domain_rate_limit",
+        "openmsg_address_rate_limit",
+        "openmsg_auth_rate_limit",
+        "app_key_rate_limit",
+        "account_rate_limit",
+        "device_rate_limit",
     )
     @classmethod
     def _valid_rate(cls, value: str) -> str:
@@ -123,6 +162,21 @@ class Settings(BaseSettings):
         if config_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
+
+    def effective_grant_key_dir(self) -> Path:
+        return self.grant_key_dir or self.data_dir / "grant-keys"
+
+    def load_operator_token(self) -> str | None:
+        """The token that authorises remote operator commands; None: local only."""
+        if self.operator_token is not None:
+            token = self.operator_token.get_secret_value()
+        elif self.operator_token_file is not None:
+            token = self.operator_token_file.read_text().strip()
+        else:
+            return None
+        if len(token) < 32:
+            raise ValueError("the operator token must be at least 32 characters")
+        return token
 
     def effective_database_url(self) -> str:
         if self.database_url:

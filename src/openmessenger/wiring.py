@@ -20,7 +20,11 @@ from openmessenger.core.ids import Domain
 from openmessenger.crypto.keys import NodeSecrets
 from openmessenger.federation.client import AiohttpTransport
 from openmessenger.federation.rate_limits import SlidingWindowLimiter
+from openmessenger.federation.webhook_client import AiohttpWebhookPoster
+from openmessenger.notify import SmsWebhookSender, SmtpEmailSender
+from openmessenger.services.account_data import AccountData
 from openmessenger.services.accounts import AccountService
+from openmessenger.services.apps import AppService
 from openmessenger.services.backup import BackupService
 from openmessenger.services.devices import DeviceService
 from openmessenger.services.federation import FederationService
@@ -28,16 +32,23 @@ from openmessenger.services.federation_gate import FederationGate, FederationRat
 from openmessenger.services.keys import KeyService
 from openmessenger.services.linking import LinkingService
 from openmessenger.services.links import Links
+from openmessenger.services.managed_accounts import ManagedAccounts
 from openmessenger.services.messaging import MessagingService
 from openmessenger.services.node import NodeServices
+from openmessenger.services.node_held import NodeHeldReader
+from openmessenger.services.operator import Operator, OperatorAuth
 from openmessenger.services.outbox import OutboxSender
 from openmessenger.services.pairing import PairingService
 from openmessenger.services.peers import PeerDirectory
-from openmessenger.services.ports import Clock, FederationTransport
+from openmessenger.services.ports import Clock, EmailSender, FederationTransport, SmsSender
+from openmessenger.services.registration import RegistrationService
 from openmessenger.services.remote_keys import FederatedKeyDirectory
+from openmessenger.services.request_limits import RequestLimits, RequestRates
 from openmessenger.services.signed_requests import SignedRequests
+from openmessenger.services.webhooks import WebhookPoster, WebhookSender, WebhookService
 from openmessenger.settings import Settings
 from openmessenger.storage.database import Database, connect_and_migrate, is_sqlite, normalise_url
+from openmessenger.storage.grant_keys import FileGrantKeys
 from openmessenger.storage.group_commit import GroupCommitMessageLog, GroupCommitReceiveLog
 
 log = logging.getLogger("openmessenger")
@@ -56,9 +67,13 @@ class Node:
     app: ASGIApp
     outbox: OutboxSender
     transport: FederationTransport
+    webhook_poster: WebhookPoster | None = None
 
     async def close(self) -> None:
         await self.outbox.stop()
+        await self.services.webhooks.sender.stop()
+        if self.webhook_poster is not None:
+            await self.webhook_poster.close()
         await self.transport.close()
         await self.database.dispose()
 
@@ -71,8 +86,39 @@ async def open_node_database(settings: Settings) -> Database:
     return await connect_and_migrate(url, sqlite_synchronous=settings.sqlite_synchronous)
 
 
+def _email_sender(settings: Settings, clock: Clock) -> EmailSender | None:
+    """Verification mail, when an SMTP server is configured."""
+    if not settings.smtp_host:
+        return None
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    return SmtpEmailSender(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.smtp_from or f"openmessenger@{settings.domain}",
+        clock=clock,
+        username=settings.smtp_username,
+        password=password,
+        starttls=settings.smtp_starttls,
+    )
+
+
+def _sms_sender(settings: Settings, clock: Clock) -> SmsSender | None:
+    """Verification texts, when an SMS webhook is configured (always signed)."""
+    if not settings.sms_webhook_url:
+        return None
+    if settings.sms_webhook_secret is None:
+        raise ValueError("sms_webhook_url needs sms_webhook_secret to sign its requests")
+    return SmsWebhookSender(
+        url=settings.sms_webhook_url,
+        secret=settings.sms_webhook_secret.get_secret_value(),
+        clock=clock,
+    )
+
+
 async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
     database = await open_node_database(settings)
+    grant_keys = FileGrantKeys(settings.effective_grant_key_dir())
+    database.grant_keys = grant_keys
     uow = database.uow
     secrets = NodeSecrets(settings.load_node_secret())
     clock = clock or SystemClock()
@@ -135,23 +181,70 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
         ),
     )
     federation.keys = keys
+    apps = AppService(uow, clock, secrets)
+    registration = RegistrationService(
+        uow,
+        clock,
+        secrets,
+        domain,
+        email=_email_sender(settings, clock),
+        sms=_sms_sender(settings, clock),
+    )
+    messaging = MessagingService(
+        uow, GroupCommitMessageLog(uow), bus, clock, secrets, domain, outbox
+    )
+    messaging.reader = NodeHeldReader(uow, grant_keys)
+    webhook_poster = AiohttpWebhookPoster(
+        timeout_seconds=settings.webhook_timeout_seconds,
+        user_agent=f"openmessenger/{__version__}",
+        ca_file=settings.ca_file,
+    )
+    webhooks = WebhookService(
+        uow,
+        clock,
+        secrets,
+        WebhookSender(
+            uow=uow,
+            clock=clock,
+            secrets=secrets,
+            poster=webhook_poster,
+            reader=NodeHeldReader(uow, grant_keys),
+            give_up_after=timedelta(seconds=settings.webhook_give_up_seconds),
+            lease=timedelta(seconds=2 * settings.webhook_timeout_seconds + 30),
+        ),
+    )
+    messaging.webhooks = webhooks
+    federation.webhooks = webhooks
     services = NodeServices(
         domain=domain,
         clock=clock,
         devices=devices,
         accounts=AccountService(uow),
         pairing=pairing,
-        messaging=MessagingService(
-            uow, GroupCommitMessageLog(uow), bus, clock, secrets, domain, outbox
-        ),
+        messaging=messaging,
         federation=federation,
         admin=NodeAdmin(uow, clock),
         keys=keys,
         linking=LinkingService(uow, clock, secrets, domain, devices),
         backup=BackupService(uow),
+        registration=registration,
+        apps=apps,
+        managed=ManagedAccounts(uow, clock, secrets, devices, grant_keys, registration),
+        account_data=AccountData(uow, clock, grant_keys, devices),
+        limits=RequestLimits(
+            SlidingWindowLimiter.from_uri(settings.rate_limit_storage),
+            RequestRates(
+                per_app_key=settings.app_key_rate_limit,
+                per_account=settings.account_rate_limit,
+                per_device=settings.device_rate_limit,
+            ),
+        ),
+        operator=Operator(uow, apps, OperatorAuth(settings.load_operator_token())),
+        webhooks=webhooks,
     )
     app = create_app(services, max_request_bytes=settings.max_request_bytes)
     outbox.start()
+    webhooks.sender.start()
     return Node(
         settings=settings,
         database=database,
@@ -159,6 +252,7 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
         app=app,
         outbox=outbox,
         transport=transport,
+        webhook_poster=webhook_poster,
     )
 
 

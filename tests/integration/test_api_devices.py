@@ -16,7 +16,13 @@ async def test_a_new_key_gets_an_anonymous_account_with_a_random_address(
     assert parse_address(alice.address).domain == "localhost"
     assert alice.address != bob.address
     me = (await alice.get("/v1/me")).json()
-    assert me == {"address": alice.address, "display_name": "Alice", "device_id": alice.device_id}
+    assert me == {
+        "address": alice.address,
+        "display_name": "Alice",
+        "device_id": alice.device_id,
+        "kind": "anonymous",
+        "owner_kind": None,
+    }
     renamed = await alice.http.patch(
         "/v1/me", json={"display_name": "Alice Liddell"}, headers=alice.auth
     )
@@ -85,4 +91,6 @@ async def test_the_node_never_holds_a_private_key(http: httpx.AsyncClient, dump:
         "sealing_key",
         "sealing_key_signature",
         "revoked_at",
+        "app_id",
+        "node_held",
     }

@@ -14,7 +14,18 @@ from openmessenger.api.fast_send import FastSendMiddleware
 from openmessenger.api.limits import BodySizeLimitMiddleware
 from openmessenger.api.observability import Metrics, RequestMetricsMiddleware
 from openmessenger.api.openmsg import OpenmsgMiddleware
-from openmessenger.api.routes import devices, keys, linking, messages, pairing
+from openmessenger.api.routes import (
+    account_data,
+    admin,
+    apps,
+    devices,
+    keys,
+    linking,
+    messages,
+    pairing,
+    registration,
+    webhooks,
+)
 from openmessenger.api.stream import StreamMiddleware
 from openmessenger.protocol.client_api import API_PREFIX
 from openmessenger.services.node import NodeServices
@@ -33,8 +44,20 @@ def create_app(services: NodeServices, *, max_request_bytes: int) -> ASGIApp:
     app.state.services = services
     app.state.metrics = metrics
     errors.install(app)
-    for router in (devices.router, pairing.router, messages.router, keys.router, linking.router):
+    for router in (
+        devices.router,
+        pairing.router,
+        messages.router,
+        keys.router,
+        linking.router,
+        registration.router,
+        apps.router,
+        account_data.router,
+        webhooks.router,
+    ):
         app.include_router(router)
+    # Out of the published schema when the node has no operator token (it has no such API then).
+    app.include_router(admin.router, include_in_schema=services.operator.auth.enabled)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

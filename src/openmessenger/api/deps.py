@@ -8,8 +8,10 @@ from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
-from openmessenger.core.errors import Unauthenticated
+from openmessenger.core.apps import API_KEY_PREFIX, AppCaller
+from openmessenger.core.errors import InvalidInput, NotFound, Unauthenticated
 from openmessenger.core.records import AuthenticatedDevice
+from openmessenger.protocol.apps_api import ACCOUNT_HEADER
 from openmessenger.services.node import NodeServices
 
 
@@ -28,11 +30,51 @@ def bearer_token(scope: Scope) -> str | None:
     return None
 
 
+def _header(scope: Scope, wanted: bytes) -> str | None:
+    for name, value in scope["headers"]:
+        if name == wanted:
+            return str(value.decode("latin-1")).strip()
+    return None
+
+
+_ACCOUNT_HEADER = ACCOUNT_HEADER.lower().encode()
+
+
 async def authenticate(services: NodeServices, scope: Scope) -> AuthenticatedDevice:
+    """The calling device: a device token, or an app's API key with the
+    ``Openmessenger-Account`` header naming the managed account it acts for."""
     token = bearer_token(scope)
     if token is None:
         raise Unauthenticated("An 'Authorization: Bearer <token>' header is required.")
-    return await services.devices.authenticate(token)
+    if token.startswith(API_KEY_PREFIX):
+        app = await services.apps.authenticate_key(token)
+        account_id = _header(scope, _ACCOUNT_HEADER)
+        if not account_id:
+            raise InvalidInput(
+                ACCOUNT_HEADER, "names the account an API key acts for; it is required here"
+            )
+        caller = await services.managed.acting_device(app, account_id)
+    else:
+        caller = await services.devices.authenticate(token)
+    await services.limits.check(caller)
+    return caller
+
+
+async def _current_app(request: Request) -> AppCaller:
+    token = bearer_token(request.scope)
+    if token is None or not token.startswith(API_KEY_PREFIX):
+        raise Unauthenticated("An app API key is required: 'Authorization: Bearer omk_...'.")
+    services = services_of(request)
+    caller = await services.apps.authenticate_key(token)
+    # The app named in the path must be the key's own (another app's users stay private).
+    app_in_path = request.path_params.get("app")
+    if app_in_path is not None and app_in_path != caller.app.id:
+        raise NotFound("No such app.", code="app_not_found")
+    await services.limits.check_app(caller)
+    return caller
+
+
+CurrentApp = Annotated[AppCaller, Depends(_current_app)]
 
 
 async def _current_device(request: Request) -> AuthenticatedDevice:

@@ -23,6 +23,8 @@ _STATUS: dict[type[errors.DomainError], tuple[int, str]] = {
     errors.NotFound: (404, "Not found"),
     errors.Conflict: (409, "Conflict"),
     errors.LimitExceeded: (429, "Limit exceeded"),
+    errors.RateLimited: (429, "Too many requests"),
+    errors.Unavailable: (503, "Not available on this node"),
     errors.PeerUnavailable: (502, "Peer node unavailable"),
 }
 
@@ -56,6 +58,8 @@ def domain_problem(exc: errors.DomainError) -> JSONResponse:
     field = getattr(exc, "field", None)
     detail = exc.reason if isinstance(exc, errors.InvalidInput) else exc.message
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, errors.RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
     return problem_response(status, title, exc.code, detail, field=field, headers=headers)
 
 

@@ -76,6 +76,9 @@ class FastSendMiddleware:
                 request.body,
                 request.client_txn_id,
                 Encryption(request.encryption),
+                media_type=request.media_type,
+                metadata=request.metadata,
+                app_signature=request.app_signature,
             )
         except DomainError as exc:
             return domain_problem(exc)

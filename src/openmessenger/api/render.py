@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
+from openmessenger.core.apps import Provenance
 from openmessenger.core.envelope import Encryption, Message, StreamEvent
-from openmessenger.core.records import Contact, PassCode
+from openmessenger.core.records import Account, Contact, PassCode
 from openmessenger.protocol.client_api import (
     ContactOut,
+    MeOut,
     MessageOut,
     PassCodeInfo,
+    ProvenanceOut,
     StreamEventOut,
 )
 from openmessenger.services.ports import Clock
@@ -25,6 +30,29 @@ def message(m: Message) -> MessageOut:
         sent_at=m.sent_at,
         status=m.status.value,
         encryption=m.encryption.value,
+        media_type=m.media_type,
+        metadata=json.loads(m.metadata) if m.metadata else None,
+        app=_provenance(m.provenance) if m.provenance else None,
+    )
+
+
+def _provenance(p: Provenance) -> ProvenanceOut:
+    return ProvenanceOut(
+        app_id=p.app_id,
+        app_key=p.app_key,
+        node=p.node,
+        attestation=p.attestation,
+        app_signature=p.app_signature,
+    )
+
+
+def me(account: Account, device_id: str) -> MeOut:
+    return MeOut(
+        address=account.address,
+        display_name=account.display_name,
+        device_id=device_id,
+        kind=account.kind.value,
+        owner_kind=account.owner_kind.value if account.owner_kind else None,
     )
 
 

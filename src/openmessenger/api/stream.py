@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from openmessenger.api import render
 from openmessenger.api.deps import authenticate
 from openmessenger.core.errors import DomainError
-from openmessenger.core.ids import DeviceId
+from openmessenger.core.records import Device
 from openmessenger.protocol.client_api import API_PREFIX
 from openmessenger.services.node import NodeServices
 
@@ -54,7 +54,7 @@ class StreamMiddleware:
             await _close(send, CLOSE_UNAUTHENTICATED, "unauthenticated")
             return
         self._connections.inc()
-        sender = asyncio.create_task(self._send_events(send, caller.device.id, since))
+        sender = asyncio.create_task(self._send_events(send, caller.device, since))
         try:
             # The client sends nothing we need; reading is how a disconnect is noticed.
             while (await receive())["type"] != "websocket.disconnect":
@@ -65,8 +65,8 @@ class StreamMiddleware:
                 await sender
             self._connections.dec()
 
-    async def _send_events(self, send: Send, device_id: DeviceId, since: int) -> None:
-        events = self._services.messaging.follow(device_id, since)
+    async def _send_events(self, send: Send, device: Device, since: int) -> None:
+        events = self._services.messaging.follow_as(device, since)
         try:
             async for event in events:
                 text = render.stream_event(event).model_dump_json(by_alias=True)

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from openmessenger.core.apps import Provenance
 from openmessenger.core.errors import InvalidInput
 from openmessenger.core.ids import AccountId, Address, ConversationId, DeviceId, MessageId
 
@@ -57,6 +58,14 @@ class Message:
     sent_at: datetime
     status: DeliveryStatus
     encryption: Encryption = Encryption.END_TO_END
+    media_type: str = "text"
+    metadata: str | None = None
+    """The media type's metadata as canonical JSON (the node validated it)."""
+    provenance: Provenance | None = None
+    """Set when the message came through an app."""
+    grant_key_id: str | None = None
+    """The key of the (sender account, app) grant that body and metadata are kept
+    under at rest (never shown; deleting the app's data destroys it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +108,10 @@ class SendRequest:
     outbound: OutboundSeal | None = None
     """Set when the recipient is on another node: the message joins the outbox."""
     encryption: Encryption = Encryption.END_TO_END
+    media_type: str = "text"
+    metadata: str | None = None
+    provenance: Provenance | None = None
+    grant_key_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,10 @@ class Unauthenticated(DomainError):
 class Forbidden(DomainError):
     code = "forbidden"
 
+    def __init__(self, message: str, *, code: str = "forbidden") -> None:
+        super().__init__(message)
+        self.code = code
+
 
 class NotFound(DomainError):
     code = "not_found"
@@ -75,6 +79,26 @@ class LimitExceeded(DomainError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class RateLimited(DomainError):
+    """Too many requests for now; ``retry_after`` seconds until the window allows one."""
+
+    code = "rate_limited"
+
+    def __init__(self, what: str, retry_after: int) -> None:
+        super().__init__(f"Too many requests for this {what}; retry after {retry_after} s.")
+        self.retry_after = retry_after
+
+
+class Unavailable(DomainError):
+    """The node is not set up for this (e.g. no SMTP server configured)."""
+
+    code = "unavailable"
+
+    def __init__(self, message: str, *, code: str = "unavailable") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class PeerUnavailable(DomainError):

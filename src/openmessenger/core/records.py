@@ -20,8 +20,16 @@ from openmessenger.core.passcodes import CodeState
 
 class AccountKind(enum.StrEnum):
     ANONYMOUS = "anonymous"
+    """Made silently by a device's first start; no personal data."""
     REGISTERED = "registered"
+    """Verified (e-mail, SMS or TOTP), owned by a person or an organisation; may own apps."""
     MANAGED = "managed"
+    """Made behind the scenes by an app for its user (``POST /v1/apps/{app}/accounts``)."""
+
+
+class OwnerKind(enum.StrEnum):
+    PERSON = "person"
+    ORGANISATION = "organisation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +39,8 @@ class Account:
     kind: AccountKind
     display_name: str | None
     created_at: datetime
+    owner_kind: OwnerKind | None = None
+    registered_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +50,12 @@ class Device:
     ed25519_key: str
     curve25519_key: str
     created_at: datetime
+    app_id: str | None = None
+    """Set for an app's backend acting as a managed account's device: everything it
+    sends is tagged with the app."""
+    node_held: bool = False
+    """The node holds this app device's keys (a plain-HTTP app): it seals and opens
+    on the app's behalf, and the app's messages are transport-encrypted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +64,8 @@ class AuthenticatedDevice:
 
     device: Device
     account: Account
+    api_key_id: str | None = None
+    """Set when an app called with an API key on behalf of the account."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,14 @@ busy peer reaches, that list is what costs)."""
 
 from __future__ import annotations
 
+import math
+import time
 from functools import lru_cache
 
 import limits
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.storage import storage_from_string
 
 
 @lru_cache(maxsize=64)
@@ -27,5 +30,20 @@ class SlidingWindowLimiter:
     def __init__(self, storage: Storage | None = None) -> None:
         self._limiter = SlidingWindowCounterRateLimiter(storage or MemoryStorage())
 
+    @classmethod
+    def from_uri(cls, uri: str) -> SlidingWindowLimiter:
+        """``memory://`` (this process), or ``redis://host:port/db`` to share the counts
+        between the processes and hosts of a node."""
+        if uri.startswith("memory://"):
+            return cls()
+        storage = storage_from_string(uri if uri.startswith("async+") else f"async+{uri}")
+        assert isinstance(storage, Storage)
+        return cls(storage)
+
     async def hit(self, rate: str, *key: str) -> bool:
         return await self._limiter.hit(_parsed(rate), *key)
+
+    async def retry_after(self, rate: str, *key: str) -> int:
+        """Whole seconds until ``rate`` allows ``key`` one more request (at least 1)."""
+        stats = await self._limiter.get_window_stats(_parsed(rate), *key)
+        return max(1, math.ceil(stats.reset_time - time.time()))

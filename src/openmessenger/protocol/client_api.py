@@ -7,7 +7,7 @@ never rename or remove one without a deprecation path.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
@@ -95,6 +95,10 @@ class MeOut(Response):
     address: str
     display_name: str | None
     device_id: str
+    kind: str = Field(description="anonymous, registered or managed")
+    owner_kind: str | None = Field(
+        default=None, description="person or organisation (registered accounts)"
+    )
 
 
 class SetNameIn(Request):
@@ -171,6 +175,35 @@ class SendIn(Request):
         pattern=CLIENT_TXN_ID_PATTERN,
         description="Idempotency key: printable ASCII, no spaces, at most 128 characters",
     )
+    media_type: str = Field(
+        default="text",
+        max_length=200,
+        description="text, image, gif, reaction, file, audio, video, location, or an app's "
+        "app.<app-id>.<name>; an envelope field the node reads and validates",
+    )
+    metadata: dict[str, Any] | None = Field(
+        default=None,
+        description="The media type's metadata (validated by the node; docs/apps.md). The "
+        "content itself belongs in body",
+    )
+    app_signature: str | None = Field(
+        default=None,
+        max_length=200,
+        description="An app's device only: the app key's signature over the envelope "
+        "(docs/apps.md, provenance)",
+    )
+
+
+class ProvenanceOut(Response):
+    """Which app a message came through, attested by the sender's node."""
+
+    app_id: str
+    app_key: str = Field(description="the app's Ed25519 public key (base64)")
+    node: str = Field(description="the attesting node; its signing key checks attestation")
+    attestation: str = Field(description="the node's Ed25519 signature over the envelope")
+    app_signature: str | None = Field(
+        default=None, description="the app's own signature (apps using the SDK)"
+    )
 
 
 class MessageOut(Response):
@@ -186,6 +219,11 @@ class MessageOut(Response):
     encryption: Encryption = "end-to-end"
     """end-to-end: ``body`` is an om.megolm.v1 body; transport-encrypted: an
     om.sealed.v1 body the node sealed to the receiving devices."""
+    media_type: str = "text"
+    metadata: dict[str, Any] | None = None
+    app: ProvenanceOut | None = Field(
+        default=None, description="set when the message came through an app"
+    )
 
 
 class StreamEventOut(Response):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from openmessenger.core.ids import validate_display_name
 from openmessenger.core.records import Account, AuthenticatedDevice
 from openmessenger.services.ports import UnitOfWork
@@ -23,4 +25,4 @@ class AccountService:
         async with self._uow() as tx:
             await tx.accounts.set_display_name(account.id, name)
             await tx.commit()
-        return Account(account.id, account.address, account.kind, name, account.created_at)
+        return replace(account, display_name=name)

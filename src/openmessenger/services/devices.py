@@ -80,11 +80,11 @@ class DeviceService:
             raise InvalidInput("curve25519_key", "must be a 32-byte key in base64")
         name = validate_display_name(display_name) if display_name is not None else None
         now = self._clock.now()
-        await self._prove_possession(ed25519_key, challenge, signature, now)
+        await self.prove_possession(ed25519_key, challenge, signature, now)
         async with self._uow() as tx:
             if await tx.keys.key_taken(ed25519_key):  # before an account is made for it
                 raise Conflict("This key is already registered.", code="device_exists")
-            account = await self._create_account(tx.accounts, now)
+            account = await self.create_account(tx.accounts, now)
             if name is not None:
                 await tx.accounts.set_display_name(account.id, name)
                 account = Account(account.id, account.address, account.kind, name, now)
@@ -118,7 +118,7 @@ class DeviceService:
 
     async def login(self, *, ed25519_key: str, challenge: str, signature: str) -> DeviceSession:
         now = self._clock.now()
-        await self._prove_possession(ed25519_key, challenge, signature, now)
+        await self.prove_possession(ed25519_key, challenge, signature, now)
         async with self._uow() as tx:
             device = await tx.devices.by_ed25519_key(ed25519_key)
             account = await tx.accounts.get(device.account_id) if device else None
@@ -176,7 +176,7 @@ class DeviceService:
             await tx.commit()
         return fresh
 
-    async def _prove_possession(
+    async def prove_possession(
         self, ed25519_key: str, challenge: str, signature: str, now: datetime
     ) -> None:
         fresh = await self.consume_challenge(challenge, now)
@@ -184,14 +184,20 @@ class DeviceService:
         if not fresh or not verify_ed25519(ed25519_key, signed, signature):
             raise Unauthenticated("The challenge signature is not valid, or the challenge expired.")
 
-    async def _create_account(self, accounts: AccountRepository, now: datetime) -> Account:
+    async def create_account(
+        self,
+        accounts: AccountRepository,
+        now: datetime,
+        kind: AccountKind = AccountKind.ANONYMOUS,
+    ) -> Account:
+        """A new account at a random address, in the caller's transaction."""
         # Random numbers, never sequential; a collision just draws again.
         while True:
             address = Address(f"{self._secrets.digits(ADDRESS_DIGITS)}*{self._domain}")
             account = await accounts.create(
                 account_id=AccountId(self._secrets.identifier()),
                 address=address,
-                kind=AccountKind.ANONYMOUS,
+                kind=kind,
                 now=now,
             )
             if account is not None:

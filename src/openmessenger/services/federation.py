@@ -50,6 +50,7 @@ from openmessenger.services.ports import (
     UnitOfWork,
 )
 from openmessenger.services.sealing import BodySealer
+from openmessenger.services.webhooks import WebhookQueue
 
 log = logging.getLogger(__name__)
 _Request = TypeVar("_Request", bound=BaseModel)
@@ -98,6 +99,8 @@ class FederationService:
         self._sealer = BodySealer(uow)
         self.keys: KeyService | None = None
         """Answers other nodes' key requests; set once the node is built."""
+        self.webhooks: WebhookQueue | None = None
+        """Queues webhook calls for the app devices among the receivers (set by wiring)."""
         self._clock = clock
         self._secrets = secrets
         self._domain = domain
@@ -420,6 +423,8 @@ class FederationService:
         if request.sending_openmsg_address_name is not None:
             await self._rename_peer(link, request.sending_openmsg_address_name)
         await self._bus.publish(stored.events)
+        if self.webhooks is not None:
+            await self.webhooks.enqueue(stored.events)
         return openmsg.message_accepted_body()
 
     # --- a peer checks that we sent a message (message-confirm/) ----------------------------

@@ -10,7 +10,7 @@ exactly-once in effect (events carry positions and ids).
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from pydantic import ValidationError
@@ -32,8 +32,10 @@ from openmessenger.core.ids import (
     MessageId,
     parse_address,
 )
-from openmessenger.core.records import AuthenticatedDevice
+from openmessenger.core.records import AuthenticatedDevice, Device
 from openmessenger.protocol.e2e import MAX_ENCRYPTED_BODY_CHARS, EncryptedBody
+from openmessenger.services.app_envelopes import TEXT, AppEnvelopes, plain_text
+from openmessenger.services.node_held import NodeHeldReader
 from openmessenger.services.ports import (
     Bus,
     Clock,
@@ -43,6 +45,7 @@ from openmessenger.services.ports import (
     UnitOfWork,
 )
 from openmessenger.services.sealing import BodySealer
+from openmessenger.services.webhooks import WebhookQueue
 
 MAX_PAGE = 500
 
@@ -94,6 +97,11 @@ class MessagingService:
         outbound: Outbound | None = None,
     ) -> None:
         self._sealer = BodySealer(uow)
+        self._envelopes = AppEnvelopes(uow, secrets, domain)
+        self.reader: NodeHeldReader | None = None
+        """Opens what was sealed to node-held app devices (set by wiring)."""
+        self.webhooks: WebhookQueue | None = None
+        """Queues webhook calls for the app devices among the receivers (set by wiring)."""
         self._uow = uow
         self._log = log
         self._bus = bus
@@ -109,14 +117,25 @@ class MessagingService:
         body: str,
         client_txn_id: str | None,
         encryption: Encryption = Encryption.TRANSPORT,
+        *,
+        media_type: str = TEXT,
+        metadata: object | None = None,
+        app_signature: str | None = None,
     ) -> SendResult:
         """Store and deliver one message. An end-to-end ``body`` is stored as it
         came; plain text is sealed to the devices that will read it first, so the
-        node never keeps plain text (it is then ``transport-encrypted``)."""
+        node never keeps plain text (it is then ``transport-encrypted``). A
+        message from an app's device is tagged with the app and attested by the
+        node (services/app_envelopes.py)."""
         recipient = parse_address(to, field="to")
         remote = recipient.domain != self._domain
         if remote and self.outbound is None:
             raise Refused()
+        prepared = None
+        if not plain_text(caller, media_type, metadata, app_signature):
+            prepared = await self._envelopes.prepare(
+                caller, recipient, body, encryption, media_type, metadata, app_signature
+            )
         seal = None
         if encryption is Encryption.END_TO_END:
             body = validate_encrypted_body(body)
@@ -131,26 +150,38 @@ class MessagingService:
             body = await self._sealer.seal_for(
                 text, caller.account.id, None if remote else recipient.address
             )
+        message_id = MessageId(self._secrets.identifier())
+        sent_at = self._clock.now()
         request = SendRequest(
-            message_id=MessageId(self._secrets.identifier()),
+            message_id=message_id,
             sender_account=caller.account.id,
             sender=caller.account.address,
             sender_device=caller.device.id,
             recipient=recipient.address,
             body=body,
             client_txn_id=client_txn_id,
-            sent_at=self._clock.now(),
+            sent_at=sent_at,
             outbound=seal,
             encryption=encryption,
         )
+        if prepared is not None:
+            request = replace(
+                request,
+                media_type=prepared.media_type,
+                metadata=prepared.metadata,
+                provenance=self._envelopes.attest(prepared, message_id, sent_at),
+                grant_key_id=prepared.grant_key_id,
+            )
         result = await self._log.append(request)
         if result.message is None:
             raise Refused()
         # Published only after the commit: a live event always names a stored message.
         await self._bus.publish(result.events)
+        if self.webhooks is not None:
+            await self.webhooks.enqueue(result.events)
         if result.created and seal is not None and self.outbound is not None:
             self.outbound.notify(result.message, caller.account.id, seal)
-        return SendResult(result.message, created=result.created)
+        return SendResult(await self._readable(caller.device, result.message), result.created)
 
     async def message(self, caller: AuthenticatedDevice, message_id: str) -> Message:
         """One message the caller's account sent or received (e.g. to follow its status)."""
@@ -159,13 +190,13 @@ class MessagingService:
         address = caller.account.address
         if found is None or address not in (found.sender, found.recipient):
             raise NotFound("No such message.")
-        return found
+        return await self._readable(caller.device, found)
 
     async def sync(self, caller: AuthenticatedDevice, since: int, limit: int) -> SyncPage:
         limit = _check_page(since, limit)
         async with self._uow() as tx:
             events = await tx.messages.stream(caller.device.id, since, limit + 1)
-        page = events[:limit]
+        page = await self._readable_events(caller.device, events[:limit])
         next_since = page[-1].position if page else since
         return SyncPage(page, next_since, has_more=len(events) > limit)
 
@@ -180,7 +211,19 @@ class MessagingService:
             if contact is None:
                 raise NotFound("No such conversation.")
             found = await tx.messages.history(contact.conversation_id, after_seq, limit + 1)
-        return HistoryPage(found[:limit], has_more=len(found) > limit)
+        page = await self._readable_many(caller.device, found[:limit])
+        return HistoryPage(page, has_more=len(found) > limit)
+
+    async def follow_as(self, device: Device, since: int) -> AsyncGenerator[StreamEvent]:
+        """:meth:`follow`, as ``device`` reads it (opened for a node-held app device)."""
+        events = self.follow(device.id, since)
+        try:
+            async for event in events:
+                if device.node_held:
+                    (event,) = await self._readable_events(device, [event])
+                yield event
+        finally:
+            await events.aclose()
 
     async def follow(self, device_id: DeviceId, since: int) -> AsyncGenerator[StreamEvent]:
         """The device's stream from ``since`` on, backlog first, then live, in order, forever."""
@@ -205,6 +248,24 @@ class MessagingService:
                         yield event
                 except SubscriptionLagged:
                     continue
+
+    async def _readable(self, device: Device, message: Message) -> Message:
+        if not device.node_held or self.reader is None:
+            return message
+        return (await self.reader.readable(device, [message]))[0]
+
+    async def _readable_many(self, device: Device, found: list[Message]) -> list[Message]:
+        if not device.node_held or self.reader is None:
+            return found
+        return await self.reader.readable(device, found)
+
+    async def _readable_events(
+        self, device: Device, events: list[StreamEvent]
+    ) -> list[StreamEvent]:
+        if not device.node_held or self.reader is None:
+            return events
+        opened = await self.reader.readable(device, [e.message for e in events])
+        return [replace(e, message=m) for e, m in zip(events, opened, strict=True)]
 
     async def _backlog(self, device_id: DeviceId, since: int) -> AsyncIterator[StreamEvent]:
         while True:

@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from enum import StrEnum
+from typing import Any, Protocol
 
+from openmessenger.core.apps import ApiKey, App, AppGrant, AppId
 from openmessenger.core.envelope import (
     AppendResult,
     Message,
@@ -43,6 +45,7 @@ from openmessenger.core.records import (
     OpenmsgLink,
     OutboxItem,
     OutboxOutcome,
+    OwnerKind,
     PassCode,
     SignedOneTimeKey,
     ToDeviceEvent,
@@ -96,6 +99,10 @@ class AccountRepository(Protocol):
     async def by_address(self, address: Address) -> Account | None: ...
 
     async def set_display_name(self, account_id: AccountId, name: str) -> None: ...
+
+    async def register(self, account_id: AccountId, owner_kind: OwnerKind, now: datetime) -> None:
+        """The account is registered now (from anonymous or managed)."""
+        ...
 
 
 class DeviceRepository(Protocol):
@@ -360,6 +367,342 @@ class RemoteKeyDirectory(Protocol):
         ...
 
 
+# --- Registered accounts: verified identities and TOTP ---------------------------
+
+
+class IdentityKind(StrEnum):
+    """What a verified identity is; its value exists on the node only as an HMAC."""
+
+    EMAIL = "email"
+    PHONE = "phone"
+
+
+class Channel(StrEnum):
+    """How a verification code travels."""
+
+    EMAIL = "email"
+    SMS = "sms"
+
+
+class VerificationPurpose(StrEnum):
+    REGISTER = "register"
+    """Upgrade the calling account (``POST /v1/account/verifications``)."""
+    LINK = "link"
+    """An app's managed account proving an identity (the apps feature merges)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """A code on its way: the target and the code are kept only as HMACs."""
+
+    id: str
+    account_id: AccountId
+    channel: Channel
+    target_hmac: str
+    code_hmac: str
+    attempts: int
+    expires_at: datetime
+    purpose: VerificationPurpose
+    app_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    kind: IdentityKind
+    value_hmac: str
+    account_id: AccountId
+    verified_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TotpSecret:
+    account_id: AccountId
+    sealed_secret: str
+    confirmed_at: datetime | None
+    last_step: int
+    """Codes of this time step and older are refused (used once, or locked out)."""
+    failures: int
+
+
+class IdentityRepository(Protocol):
+    async def owner(self, kind: IdentityKind, value_hmac: str) -> AccountId | None: ...
+
+    async def bind(
+        self, account_id: AccountId, kind: IdentityKind, value_hmac: str, now: datetime
+    ) -> bool:
+        """Insert; False if the identity is held already (by any account)."""
+        ...
+
+    async def list_for(self, account_id: AccountId) -> list[Identity]:
+        """The account's identities, oldest first."""
+        ...
+
+    async def move(self, from_account: AccountId, to_account: AccountId) -> int:
+        """Every identity of ``from_account`` now belongs to ``to_account`` (merging
+        accounts); how many moved."""
+        ...
+
+
+class VerificationRepository(Protocol):
+    async def lock_account(self, account_id: AccountId) -> bool:
+        """Serialise starts for one account (a row lock where supported); False if
+        there is no such account."""
+        ...
+
+    async def sweep(self, expired_before: datetime) -> None:
+        """Delete the verifications that expired before this time."""
+        ...
+
+    async def expiries_for_account(
+        self, account_id: AccountId, expiring_after: datetime
+    ) -> list[datetime]:
+        """Expiry times of the account's verifications (live, expired or retired)
+        expiring after ``expiring_after``, oldest first."""
+        ...
+
+    async def expiries_for_target(
+        self, target_hmac: str, expiring_after: datetime
+    ) -> list[datetime]:
+        """The same for every verification sent to one target, by any account."""
+        ...
+
+    async def add(self, verification: Verification) -> None: ...
+
+    async def get(self, verification_id: str, *, for_update: bool = False) -> Verification | None:
+        """``for_update``: serialise attempts on it (a row lock where supported)."""
+        ...
+
+    async def record_failure(self, verification_id: str) -> int:
+        """One more wrong code; the number of attempts now."""
+        ...
+
+    async def retire(self, verification_id: str) -> None:
+        """Forget the code, so that it never confirms; the row stays as a record of
+        the send (for the send limits) until swept."""
+        ...
+
+    async def delete(self, verification_id: str) -> None: ...
+
+
+class TotpRepository(Protocol):
+    async def get(
+        self, account_id: AccountId, *, for_update: bool = False
+    ) -> TotpSecret | None: ...
+
+    async def put(self, account_id: AccountId, sealed_secret: str) -> bool:
+        """Store a new unconfirmed secret, replacing an unconfirmed one (counters
+        reset); False if the account has a confirmed secret."""
+        ...
+
+    async def set_state(self, account_id: AccountId, *, last_step: int, failures: int) -> None: ...
+
+    async def confirm(self, account_id: AccountId, step: int, now: datetime) -> None:
+        """A code of ``step`` was accepted: confirmed (at ``now`` the first time),
+        failures cleared, codes up to ``step`` refused from now on."""
+        ...
+
+
+# --- The app gateway ------------------------------------------------------------------
+
+
+class AppRepository(Protocol):
+    async def create(self, app: App) -> bool:
+        """False when the app id is taken."""
+        ...
+
+    async def get(self, app_id: AppId) -> App | None: ...
+
+    async def owned_by(self, account_id: AccountId) -> list[App]: ...
+
+    async def all(self) -> list[App]: ...
+
+    async def add_key(self, key: ApiKey, key_hmac: str) -> None: ...
+
+    async def key_by_hmac(self, key_hmac: str) -> ApiKey | None: ...
+
+    async def keys(self, app_id: AppId) -> list[ApiKey]: ...
+
+    async def revoke_key(self, app_id: AppId, key_id: str, now: datetime) -> bool: ...
+
+    async def expire_key(self, app_id: AppId, key_id: str, at: datetime) -> bool: ...
+
+    async def add_grant(self, grant: AppGrant) -> bool: ...
+
+    async def grant(self, account_id: AccountId, app_id: AppId) -> AppGrant | None: ...
+
+    async def grants_of(self, account_id: AccountId) -> list[AppGrant]: ...
+
+    async def grant_by_key(self, key_id: str) -> AppGrant | None: ...
+
+    async def delete_grant(self, account_id: AccountId, app_id: AppId) -> None: ...
+
+    async def move_grants(self, from_account: AccountId, to_account: AccountId) -> None: ...
+
+    async def app_devices(self, account_id: AccountId, app_id: AppId) -> list[Device]: ...
+
+    async def put_media_type(self, app_id: AppId, name: str, schema: str, now: datetime) -> bool:
+        """False when the app registered that name already."""
+        ...
+
+    async def media_type_schema(self, app_id: AppId, name: str) -> str | None: ...
+
+    async def media_types(self, app_id: AppId) -> list[tuple[str, str, datetime]]: ...
+
+    async def set_allowlist(
+        self,
+        account_id: AccountId,
+        peer: Address | None,
+        allowed: list[AppId] | None,
+        now: datetime,
+    ) -> None: ...
+
+    async def allowlists(
+        self, account_id: AccountId, peer: Address | None
+    ) -> dict[Address | None, list[AppId]]:
+        """The account-wide list (key None) and the one for ``peer``, where set."""
+        ...
+
+
+class ErasureRepository(Protocol):
+    """Deleting for real (storage/erasure.py); the grant key ids returned are for
+    the caller to destroy once the transaction has committed."""
+
+    async def delete_app_data(self, account_id: AccountId, app_id: AppId) -> list[str]: ...
+
+    async def is_abandoned(self, account_id: AccountId) -> bool:
+        """No app grant and no live device left."""
+        ...
+
+    async def owns_apps(self, account_id: AccountId) -> bool: ...
+
+    async def delete_account(self, account_id: AccountId) -> list[str]: ...
+
+    async def move_devices(self, from_account: AccountId, to_account: AccountId) -> None: ...
+
+
+class ExportRepository(Protocol):
+    async def account_rows(self, account_id: AccountId) -> dict[str, list[dict[str, Any]]]:
+        """Every row of the account's data, by kind (storage/erasure.py)."""
+        ...
+
+
+# --- Webhooks (services/webhooks.py) ----------------------------------------------------
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class DeliveryVerdict(StrEnum):
+    """What became of one attempt (or of a delivery that cannot be attempted)."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    FAILED = "failed"
+    DROPPED = "dropped"
+    """The message or the webhook is gone: the row goes."""
+    RELEASED = "released"
+    """Cut short (the worker stopped): due again at once, nothing else changes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    app_id: AppId
+    url: str
+    sealed_secret: str
+    """The signing secret, sealed under the node secret."""
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    id: str
+    app_id: AppId
+    account_id: AccountId
+    message_id: MessageId
+    state: DeliveryState
+    attempts: int
+    next_attempt_at: datetime | None
+    """None once settled (delivered or failed)."""
+    last_status: int | None
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    """A delivery leased to one worker, with where it goes (None: the webhook is gone)."""
+
+    delivery: WebhookDelivery
+    webhook: Webhook | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    delivery_id: str
+    verdict: DeliveryVerdict
+    at: datetime
+    """When it finished (delivered, failed), or its next attempt (retry, released)."""
+    last_status: int | None = None
+    last_error: str | None = None
+
+
+class WebhookRepository(Protocol):
+    async def put(self, webhook: Webhook) -> None:
+        """Set or replace the app's webhook (its pending deliveries stay)."""
+        ...
+
+    async def get(self, app_id: AppId) -> Webhook | None: ...
+
+    async def delete(self, app_id: AppId) -> bool:
+        """Remove the webhook and its pending deliveries; False if there was none."""
+        ...
+
+    async def app_ids(self) -> list[AppId]:
+        """The apps that have a webhook."""
+        ...
+
+    async def app_devices(
+        self, device_ids: Sequence[DeviceId]
+    ) -> list[tuple[DeviceId, AccountId, AppId]]:
+        """Those of ``device_ids`` that are live devices of an app with a webhook."""
+        ...
+
+    async def add_deliveries(self, deliveries: Sequence[WebhookDelivery]) -> None: ...
+
+    async def claim_due(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[ClaimedDelivery]:
+        """Lease up to ``limit`` pending deliveries that are due and not leased by
+        another worker, counting the attempt; oldest due first."""
+        ...
+
+    async def settle(self, outcomes: Sequence[DeliveryOutcome]) -> None: ...
+
+    async def deliveries(
+        self, app_id: AppId, state: DeliveryState | None, limit: int
+    ) -> list[WebhookDelivery]:
+        """The app's delivery log, newest first."""
+        ...
+
+
+class GrantKeyStore(Protocol):
+    """The keys of app grants, kept outside the database (storage/grant_keys.py)."""
+
+    def create(self) -> str:
+        """A new key; its id."""
+        ...
+
+    def key(self, key_id: str) -> bytes | None:
+        """The raw key; None once destroyed."""
+        ...
+
+    def destroy(self, key_id: str) -> None: ...
+
+
 class MessageLog(Protocol):
     """Where sends are appended; may group concurrent sends into one transaction."""
 
@@ -401,6 +744,27 @@ class Transaction(Protocol):
 
     @property
     def to_device(self) -> ToDeviceRepository: ...
+
+    @property
+    def apps(self) -> AppRepository: ...
+
+    @property
+    def erasure(self) -> ErasureRepository: ...
+
+    @property
+    def export(self) -> ExportRepository: ...
+
+    @property
+    def webhooks(self) -> WebhookRepository: ...
+
+    @property
+    def identities(self) -> IdentityRepository: ...
+
+    @property
+    def verifications(self) -> VerificationRepository: ...
+
+    @property
+    def totp(self) -> TotpRepository: ...
 
     async def commit(self) -> None: ...
 
@@ -462,3 +826,24 @@ class FederationTransport(Protocol):
     async def get_json(self, url: str) -> PeerReply: ...
 
     async def close(self) -> None: ...
+
+
+# --- Verification senders -------------------------------------------------------
+
+
+class DeliveryFailed(Exception):
+    """The mail or SMS server refused the message or could not be reached. The
+    exception never names the recipient (it may end up in a log)."""
+
+
+class EmailSender(Protocol):
+    async def send(self, to: str, subject: str, text: str) -> None:
+        """Hand one plain-text mail to the server; raises :class:`DeliveryFailed`."""
+        ...
+
+
+class SmsSender(Protocol):
+    async def send(self, to: str, text: str) -> None:
+        """Hand one text message (``to`` in E.164) to the operator's SMS gateway;
+        raises :class:`DeliveryFailed`."""
+        ...

@@ -25,6 +25,7 @@ from sqlalchemy.engine import URL, Connection, CursorResult, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from openmessenger.storage.grant_keys import GrantKeys
 from openmessenger.storage.repositories import SqlTransaction
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -80,6 +81,9 @@ class Database:
     url: URL
     async_engine: AsyncEngine | None = None
     sync_engine: Engine | None = None
+    grant_keys: GrantKeys | None = None
+    """Where app grants' keys are (the node sets it; operator tools that never read
+    app data may leave it out)."""
 
     def __post_init__(self) -> None:
         # The inline SQLite connection is one object: this lock keeps a second
@@ -103,7 +107,7 @@ class Database:
         async with self.connect() as conn:
             # Closing the connection (leaving ``connect``) rolls back what was not committed.
             await conn.begin()
-            yield SqlTransaction(conn)
+            yield SqlTransaction(conn, self.grant_keys)
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent)."""

@@ -12,7 +12,8 @@ from sqlalchemy import and_, delete, insert, or_, select, update
 from openmessenger.core.envelope import DeliveryStatus, Encryption
 from openmessenger.core.ids import AccountId, Address, ConversationId, Domain, MessageId
 from openmessenger.core.records import OpenmsgLink, OutboxItem, OutboxOutcome, OutboxVerdict
-from openmessenger.storage._base import Repository
+from openmessenger.storage._base import Repository, SqlConnection
+from openmessenger.storage.grant_keys import GrantKeys
 from openmessenger.storage.tables import (
     accounts,
     connections,
@@ -90,13 +91,16 @@ def _outbox_query() -> Any:
     )
 
 
-def _outbox_item(row: Any) -> OutboxItem:
+def _outbox_item(row: Any, keys: GrantKeys | None) -> OutboxItem:
+    body = row.body
+    if keys is not None:
+        body = keys.unwrap(body) or ""
     return OutboxItem(
         message_id=MessageId(row.message_id),
         owner_account_id=AccountId(row.owner_account_id),
         sender=Address(row.sender),
         peer_address=Address(row.peer_address),
-        body=row.body,
+        body=body,
         nonce=row.nonce,
         salt=row.salt,
         attempt_ts=int(row.attempt_ts),
@@ -109,6 +113,10 @@ def _outbox_item(row: Any) -> OutboxItem:
 
 
 class SqlFederation(Repository):
+    def __init__(self, conn: SqlConnection, keys: GrantKeys | None = None) -> None:
+        super().__init__(conn)
+        self._keys = keys
+
     # --- links ---------------------------------------------------------------
 
     async def put_link(
@@ -199,13 +207,13 @@ class SqlFederation(Repository):
             .values(lease_until=lease_until, attempts=openmsg_outbox.c.attempts + 1)
         )
         rows = await self._conn.execute(_outbox_query().where(openmsg_outbox.c.message_id.in_(ids)))
-        return [_outbox_item(r) for r in rows]
+        return [_outbox_item(r, self._keys) for r in rows]
 
     async def outbox_by_nonce(self, nonce: str) -> OutboxItem | None:
         row = (
             await self._conn.execute(_outbox_query().where(openmsg_outbox.c.nonce == nonce))
         ).first()
-        return _outbox_item(row) if row else None
+        return _outbox_item(row, self._keys) if row else None
 
     async def refresh_attempt(self, message_id: MessageId, salt: str, attempt_ts: int) -> None:
         await self._conn.execute(

@@ -45,6 +45,8 @@ DEVICE_COLUMNS = (
     devices.c.ed25519_key,
     devices.c.curve25519_key,
     devices.c.created_at,
+    devices.c.app_id,
+    devices.c.node_held,
 )
 
 
@@ -56,6 +58,8 @@ def device_from_row(row: Any) -> Device:
         ed25519_key=row.ed25519_key,
         curve25519_key=row.curve25519_key,
         created_at=row.created_at,
+        app_id=row.app_id,
+        node_held=bool(row.node_held),
     )
 
 

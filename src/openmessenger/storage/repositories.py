@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import and_, bindparam, delete, func, insert, select, tuple_, update
 
+from openmessenger.core.apps import provenance_from_json, provenance_to_json
 from openmessenger.core.envelope import (
     AppendResult,
     DeliveryStatus,
@@ -30,9 +31,19 @@ from openmessenger.core.ids import (
     PassCodeId,
 )
 from openmessenger.core.passcodes import CodeState
-from openmessenger.core.records import Account, AccountKind, Contact, Device, PassCode
+from openmessenger.core.records import (
+    Account,
+    AccountKind,
+    Contact,
+    Device,
+    OwnerKind,
+    PassCode,
+)
 from openmessenger.storage._base import Repository, SqlConnection
+from openmessenger.storage.apps import SqlApps
+from openmessenger.storage.erasure import SqlErasure, SqlExport
 from openmessenger.storage.federation import SqlFederation
+from openmessenger.storage.grant_keys import WRAP_PREFIX, GrantKeys
 from openmessenger.storage.keys import (
     DEVICE_COLUMNS,
     SqlBackups,
@@ -41,6 +52,7 @@ from openmessenger.storage.keys import (
     SqlToDevice,
     device_from_row,
 )
+from openmessenger.storage.registration import SqlIdentities, SqlTotp, SqlVerifications
 from openmessenger.storage.tables import (
     accounts,
     auth_challenges,
@@ -55,6 +67,7 @@ from openmessenger.storage.tables import (
     pass_code_budgets,
     pass_codes,
 )
+from openmessenger.storage.webhooks import SqlWebhooks
 
 
 def _account(row: Any) -> Account:
@@ -64,6 +77,8 @@ def _account(row: Any) -> Account:
         kind=AccountKind(row.kind),
         display_name=row.display_name,
         created_at=row.created_at,
+        owner_kind=OwnerKind(row.owner_kind) if row.owner_kind else None,
+        registered_at=row.registered_at,
     )
 
 
@@ -92,6 +107,16 @@ class SqlAccounts(Repository):
             update(accounts).where(accounts.c.id == account_id).values(display_name=name)
         )
 
+    async def register(self, account_id: AccountId, owner_kind: OwnerKind, now: datetime) -> None:
+        """The account is registered now (from anonymous or managed), owned by ``owner_kind``."""
+        await self._conn.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id)
+            .values(
+                kind=AccountKind.REGISTERED.value, owner_kind=owner_kind.value, registered_at=now
+            )
+        )
+
 
 class SqlDevices(Repository):
     async def create(self, device: Device) -> None:
@@ -103,6 +128,8 @@ class SqlDevices(Repository):
                 curve25519_key=device.curve25519_key,
                 created_at=device.created_at,
                 stream_head=0,
+                app_id=device.app_id,
+                node_held=device.node_held,
             )
         )
 
@@ -359,10 +386,20 @@ _MESSAGE_COLUMNS = (
     messages.c.sent_at,
     messages.c.status,
     messages.c.encryption,
+    messages.c.media_type,
+    messages.c.media_metadata,
+    messages.c.provenance,
 )
 
 
-def _message(row: Any) -> Message:
+def _message(row: Any, keys: GrantKeys | None) -> Message:
+    body, metadata, grant_key_id = row.body, row.media_metadata, None
+    if keys is not None and body.startswith(WRAP_PREFIX):
+        # Kept under the app grant's key; once the key is destroyed (the app's
+        # data deleted) nothing here opens, and nothing is shown.
+        grant_key_id = body[len(WRAP_PREFIX) :].partition(":")[0]
+        body = keys.unwrap(body) or ""
+        metadata = keys.unwrap(metadata) if metadata else None
     return Message(
         id=MessageId(row.id),
         conversation_id=ConversationId(row.conversation_id),
@@ -370,10 +407,14 @@ def _message(row: Any) -> Message:
         sender=Address(row.sender),
         sender_device=DeviceId(row.sender_device),
         recipient=Address(row.recipient),
-        body=row.body,
+        body=body,
         sent_at=row.sent_at,
         status=DeliveryStatus(row.status),
         encryption=Encryption(row.encryption),
+        media_type=row.media_type,
+        metadata=metadata,
+        provenance=provenance_from_json(row.provenance) if row.provenance else None,
+        grant_key_id=grant_key_id,
     )
 
 
@@ -422,6 +463,10 @@ _NEXT_POSITIONS = (
 
 
 class SqlMessages(Repository):
+    def __init__(self, conn: SqlConnection, keys: GrantKeys | None = None) -> None:
+        super().__init__(conn)
+        self._keys = keys
+
     async def append_batch(self, requests: Sequence[SendRequest]) -> list[AppendResult]:
         """Append many sends in a constant number of statements (group commit).
 
@@ -477,6 +522,10 @@ class SqlMessages(Repository):
                 # A local recipient's node is this one: it has the message now.
                 status=DeliveryStatus.ACCEPTED if request.outbound else DeliveryStatus.DELIVERED,
                 encryption=request.encryption,
+                media_type=request.media_type,
+                metadata=request.metadata,
+                provenance=request.provenance,
+                grant_key_id=request.grant_key_id,
             )
             receivers = stream_receivers(
                 devices_of.get(recipient_account, []) if recipient_account else [],
@@ -498,7 +547,7 @@ class SqlMessages(Repository):
             results[index] = AppendResult(
                 stored, created=True, events=events, outbound=seal is not None
             )
-            rows.append(_message_row(stored, requests[index].client_txn_id))
+            rows.append(_message_row(stored, requests[index].client_txn_id, self._keys))
             if seal is not None:
                 outbox_rows.append(_outbox_row(requests[index], seal))
             stream_rows += [
@@ -529,7 +578,7 @@ class SqlMessages(Repository):
             tuple_(messages.c.sender_device, messages.c.client_txn_id).in_(sorted(keys))
         )
         return {
-            (row.sender_device, row.client_txn_id): _message(row)
+            (row.sender_device, row.client_txn_id): _message(row, self._keys)
             for row in await self._conn.execute(query)
         }
 
@@ -596,7 +645,7 @@ class SqlMessages(Repository):
                 for d in devices_of.get(item.recipient_account, [])
             )
             results[index] = AppendResult(stored, created=True, events=events)
-            rows.append(_message_row(stored, None))
+            rows.append(_message_row(stored, None, self._keys))
             stream_rows += [
                 {"device_id": e.device_id, "position": e.position, "message_id": stored.id}
                 for e in events
@@ -670,7 +719,7 @@ class SqlMessages(Repository):
             .limit(limit)
         )
         return [
-            StreamEvent(device_id, int(r.position), _message(r))
+            StreamEvent(device_id, int(r.position), _message(r, self._keys))
             for r in await self._conn.execute(query)
         ]
 
@@ -683,12 +732,12 @@ class SqlMessages(Repository):
             .order_by(messages.c.seq)
             .limit(limit)
         )
-        return [_message(r) for r in await self._conn.execute(query)]
+        return [_message(r, self._keys) for r in await self._conn.execute(query)]
 
     async def get(self, message_id: MessageId) -> Message | None:
         query = select(*_MESSAGE_COLUMNS).where(messages.c.id == message_id)
         row = (await self._conn.execute(query)).first()
-        return _message(row) if row else None
+        return _message(row, self._keys) if row else None
 
 
 class _SendContact(NamedTuple):
@@ -714,7 +763,15 @@ def _outbox_row(request: SendRequest, seal: OutboundSeal) -> dict[str, Any]:
     }
 
 
-def _message_row(message: Message, client_txn_id: str | None) -> dict[str, Any]:
+def _message_row(
+    message: Message, client_txn_id: str | None, keys: GrantKeys | None = None
+) -> dict[str, Any]:
+    body, metadata = message.body, message.metadata
+    if message.grant_key_id is not None:
+        if keys is None:
+            raise LookupError("a message kept under a grant key needs the grant keys")
+        body = keys.wrap(message.grant_key_id, body)
+        metadata = keys.wrap(message.grant_key_id, metadata) if metadata else None
     return {
         "id": message.id,
         "conversation_id": message.conversation_id,
@@ -722,30 +779,41 @@ def _message_row(message: Message, client_txn_id: str | None) -> dict[str, Any]:
         "sender": message.sender,
         "sender_device": message.sender_device,
         "recipient": message.recipient,
-        "body": message.body,
+        "body": body,
         "sent_at": message.sent_at,
         "status": message.status.value,
         "encryption": message.encryption.value,
         "client_txn_id": client_txn_id,
+        "media_type": message.media_type,
+        "media_metadata": metadata,
+        "app_id": message.provenance.app_id if message.provenance else None,
+        "provenance": provenance_to_json(message.provenance) if message.provenance else None,
     }
 
 
 class SqlTransaction:
     """One database transaction, exposing every repository over one connection."""
 
-    def __init__(self, conn: SqlConnection) -> None:
+    def __init__(self, conn: SqlConnection, grant_keys: GrantKeys | None = None) -> None:
         self._conn = conn
         self.accounts = SqlAccounts(conn)
         self.devices = SqlDevices(conn)
         self.challenges = SqlChallenges(conn)
         self.codes = SqlPassCodes(conn)
         self.connections = SqlConnections(conn)
-        self.messages = SqlMessages(conn)
-        self.federation = SqlFederation(conn)
+        self.messages = SqlMessages(conn, grant_keys)
+        self.federation = SqlFederation(conn, grant_keys)
+        self.apps = SqlApps(conn)
+        self.erasure = SqlErasure(conn)
+        self.export = SqlExport(conn, grant_keys)
         self.keys = SqlKeys(conn)
         self.backups = SqlBackups(conn)
         self.link_requests = SqlLinkRequests(conn)
         self.to_device = SqlToDevice(conn)
+        self.identities = SqlIdentities(conn)
+        self.verifications = SqlVerifications(conn)
+        self.totp = SqlTotp(conn)
+        self.webhooks = SqlWebhooks(conn)
 
     async def commit(self) -> None:
         await self._conn.commit()

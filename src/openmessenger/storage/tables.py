@@ -21,6 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.expression import false
 
 metadata = MetaData(
     naming_convention={
@@ -62,6 +63,9 @@ accounts = Table(
     Column("kind", String(16), nullable=False),
     Column("display_name", String(40)),
     Column("created_at", Timestamp, nullable=False),
+    # Registered accounts (docs/apps.md): "person" or "organisation", and when.
+    Column("owner_kind", String(16)),
+    Column("registered_at", Timestamp),
 )
 
 devices = Table(
@@ -81,6 +85,13 @@ devices = Table(
     Column("sealing_key", String(43)),
     Column("sealing_key_signature", String(86)),
     Column("revoked_at", Timestamp),
+    # The app whose backend this device is (a managed account's app device);
+    # everything it sends is tagged with the app.
+    Column("app_id", String(32), ForeignKey("apps.id"), index=True),
+    # An app device whose keys the node holds for a plain-HTTP app: the node
+    # encrypts and decrypts on its behalf (transport-encrypted), with keys
+    # derived from the grant's key, so they die with the grant.
+    Column("node_held", Boolean, nullable=False, server_default=false()),
 )
 
 device_tokens = Table(
@@ -161,6 +172,13 @@ messages = Table(
     Column("status", String(16), nullable=False),
     Column("client_txn_id", String(128)),
     Column("encryption", String(24), nullable=False, server_default="transport-encrypted"),
+    # App gateway (docs/apps.md): the app a message came through, with the
+    # node's attestation (and the app's signature) as JSON; the media type and
+    # its metadata (JSON), envelope fields the node reads and validates.
+    Column("app_id", String(32), index=True),
+    Column("provenance", Text),
+    Column("media_type", String(200), nullable=False, server_default="text"),
+    Column("media_metadata", Text),
     UniqueConstraint("conversation_id", "seq", name="uq_messages_conversation_seq"),
     UniqueConstraint("sender_device", "client_txn_id", name="uq_messages_sender_txn"),
 )
@@ -324,4 +342,136 @@ to_device = Table(
     Column("olm", Text, nullable=False),
     Column("created_at", Timestamp, nullable=False),
     sqlite_autoincrement=True,
+)
+
+
+# --- Registered accounts and the app gateway (docs/apps.md) -----------------------
+# Phone numbers and e-mail addresses exist here only as HMACs under the node secret.
+
+# Verified e-mail addresses and phone numbers: one account per identity, which is
+# how two apps' accounts of one person are found and merged.
+account_identities = Table(
+    "account_identities",
+    metadata,
+    Column("kind", String(8), primary_key=True),
+    Column("value_hmac", String(64), primary_key=True),
+    Column("account_id", String(32), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("verified_at", Timestamp, nullable=False),
+)
+
+# One-time codes sent by e-mail or SMS, until used, expired or out of attempts.
+verifications = Table(
+    "verifications",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_id", String(32), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("channel", String(8), nullable=False),
+    Column("target_hmac", String(64), nullable=False),
+    Column("code_hmac", String(64), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("expires_at", Timestamp, nullable=False, index=True),
+    # What the verification is for: "register" (upgrade the account) or "link"
+    # (an app's managed account proving an identity; see apps.py).
+    Column("purpose", String(16), nullable=False),
+    Column("app_id", String(32)),
+)
+
+# A TOTP secret (sealed under the node secret: the node must read it to check
+# codes); ``last_step`` refuses a code used once already.
+totp_secrets = Table(
+    "totp_secrets",
+    metadata,
+    Column("account_id", String(32), ForeignKey("accounts.id"), primary_key=True),
+    Column("sealed_secret", Text, nullable=False),
+    Column("confirmed_at", Timestamp),
+    Column("last_step", BigInteger, nullable=False, default=0),
+    Column("failures", Integer, nullable=False, default=0),
+)
+
+apps = Table(
+    "apps",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner_account_id", String(32), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("name", String(64), nullable=False),
+    # The app's Ed25519 public key (base64): what it signs its messages with.
+    Column("signing_key", String(44), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+)
+
+# API keys of apps: shown once, kept as HMACs.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("app_id", String(32), ForeignKey("apps.id"), nullable=False, index=True),
+    Column("key_hmac", String(64), nullable=False, unique=True),
+    Column("scopes", String(256), nullable=False),
+    Column("label", String(64)),
+    Column("created_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp),
+    Column("revoked_at", Timestamp),
+)
+
+# An app's link to an account. ``key_id`` names the grant's own key, which is
+# kept outside the database (settings.grant_key_dir): the app's data for the
+# account is encrypted under it, and deleting the grant destroys it.
+app_grants = Table(
+    "app_grants",
+    metadata,
+    Column("account_id", String(32), ForeignKey("accounts.id"), primary_key=True),
+    Column("app_id", String(32), ForeignKey("apps.id"), primary_key=True),
+    Column("key_id", String(32), nullable=False, unique=True),
+    Column("created_at", Timestamp, nullable=False),
+)
+
+# Custom media types ``app.<app-id>.<name>`` and the JSON Schema of their metadata.
+app_media_types = Table(
+    "app_media_types",
+    metadata,
+    Column("app_id", String(32), ForeignKey("apps.id"), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("schema", Text, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+)
+
+# Which apps an account takes messages from: ``peer_address`` "" for the whole
+# account, else for one contact (the narrowest wins). No row: any app.
+app_allowlists = Table(
+    "app_allowlists",
+    metadata,
+    Column("account_id", String(32), ForeignKey("accounts.id"), primary_key=True),
+    Column("peer_address", String(300), primary_key=True),
+    Column("apps", Text, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+# Where an app receives its users' messages; the signing secret is sealed under
+# the node secret (the node must read it to sign).
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("app_id", String(32), ForeignKey("apps.id"), primary_key=True),
+    Column("url", String(2000), nullable=False),
+    Column("sealed_secret", Text, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+)
+
+# One webhook call per (message, receiving account of the app), retried with
+# backoff; the log an app reads. The payload is built at each attempt, never stored.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("app_id", String(32), ForeignKey("apps.id"), nullable=False, index=True),
+    Column("account_id", String(32), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("message_id", String(32), ForeignKey("messages.id"), nullable=False, index=True),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Timestamp, nullable=False, index=True),
+    Column("lease_until", Timestamp),
+    Column("last_status", Integer),
+    Column("last_error", String(200)),
+    Column("created_at", Timestamp, nullable=False),
+    Column("finished_at", Timestamp),
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
+from openmessenger.api import render
 from openmessenger.api.deps import CurrentDevice, Services
 from openmessenger.protocol.client_api import (
     API_PREFIX,
@@ -62,14 +63,10 @@ async def issue_token(body: DeviceKeys, services: Services) -> DeviceSessionOut:
 @router.get("/me", response_model=MeOut)
 async def whoami(caller: CurrentDevice, services: Services) -> MeOut:
     account = await services.accounts.profile(caller)
-    return MeOut(
-        address=account.address, display_name=account.display_name, device_id=caller.device.id
-    )
+    return render.me(account, caller.device.id)
 
 
 @router.patch("/me", response_model=MeOut)
 async def set_name(body: SetNameIn, caller: CurrentDevice, services: Services) -> MeOut:
     account = await services.accounts.set_display_name(caller, body.display_name)
-    return MeOut(
-        address=account.address, display_name=account.display_name, device_id=caller.device.id
-    )
+    return render.me(account, caller.device.id)

@@ -41,6 +41,9 @@ async def send(
         body.body,
         body.client_txn_id or idempotency_key,
         Encryption(body.encryption),
+        media_type=body.media_type,
+        metadata=body.metadata,
+        app_signature=body.app_signature,
     )
     if not result.created:
         response.status_code = status.HTTP_200_OK
