@@ -150,10 +150,15 @@ def target(
     """Where to run, from the options every admin command takes; bad combinations exit 2."""
     local = {"data_dir": data_dir, "database_url": database_url, "config": config}
     if not url:
-        given = [name for name, _ in _remote_flags(operator_token, operator_token_file, ca_file)]
-        if given:
+        remote_only = {
+            "--operator-token": operator_token,
+            "--operator-token-file": operator_token_file,
+            "--ca-file": ca_file,
+        }
+        stray = [name for name, value in remote_only.items() if value is not None]
+        if stray:
             raise typer.BadParameter(
-                f"{', '.join(given)} only go with --url (locally the command uses the database)",
+                f"{', '.join(stray)} only go with --url (locally the command uses the database)",
                 param_hint="--url",
             )
         return Target(settings_flags=local)
@@ -168,11 +173,6 @@ def target(
         token=_token(operator_token, operator_token_file),
         ca_file=ca_file,
     )
-
-
-def _remote_flags(*values: object) -> Iterable[tuple[str, object]]:
-    names = ("--operator-token", "--operator-token-file", "--ca-file")
-    return [(name, value) for name, value in zip(names, values, strict=True) if value is not None]
 
 
 def _checked_url(url: str) -> str:
