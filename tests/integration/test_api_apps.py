@@ -124,6 +124,11 @@ async def test_the_node_attests_which_app_a_message_came_through(
     tag = message["app"]
     node_key = (await http.get("/.well-known/openmessenger")).json()["signing_key"]
     sent_at = int(datetime.fromisoformat(message["sent_at"].replace("Z", "+00:00")).timestamp())
+    assert (tag["message_id"], tag["sender_device"], tag["sent_at"]) == (
+        message["id"],
+        user["device_id"],
+        sent_at,
+    )
     signed = envelope.node_signed_bytes(
         node=tag["node"], message_id=message["id"], sent_at_s=sent_at
     )
@@ -215,7 +220,8 @@ async def test_a_revoked_key_stops_at_once_and_a_rotated_one_after_its_grace(
     again = await http.get("/v1/me", headers=worker)
     assert again.status_code == 401
 
-    first_key_id = (await owner.get("/v1/apps/shop/keys")).json()["keys"][0]["id"]
+    listed = (await owner.get("/v1/apps/shop/keys")).json()["keys"]
+    first_key_id = next(k["id"] for k in listed if k["label"] == "first key")
     rotated = await owner.post(f"/v1/apps/shop/keys/{first_key_id}/rotate", {"grace_seconds": 60})
     assert rotated.status_code == 201
     new = {**app.acting(user["account_id"]), "Authorization": f"Bearer {rotated.json()['key']}"}

@@ -42,6 +42,9 @@ def _provenance(p: Provenance) -> ProvenanceOut:
         app_key=p.app_key,
         node=p.node,
         attestation=p.attestation,
+        message_id=p.message_id,
+        sender_device=p.sender_device,
+        sent_at=p.sent_at,
         app_signature=p.app_signature,
     )
 

@@ -212,6 +212,11 @@ class Provenance:
     """The attesting node's domain; its signing key checks ``attestation``."""
     attestation: str
     """The node's Ed25519 signature over :meth:`Envelope.node_signed_bytes`, base64."""
+    message_id: str
+    """The message id, device and time (unix seconds) the node attested: those of
+    the sending node, which a receiving node's copy of the message does not keep."""
+    sender_device: str
+    sent_at: int
     app_signature: str | None = None
     """The app's own signature over :meth:`Envelope.app_signed_bytes` (SDK apps)."""
 
@@ -223,6 +228,9 @@ def provenance_to_json(provenance: Provenance) -> str:
             "app_key": provenance.app_key,
             "node": provenance.node,
             "attestation": provenance.attestation,
+            "message_id": provenance.message_id,
+            "sender_device": provenance.sender_device,
+            "sent_at": provenance.sent_at,
             "app_signature": provenance.app_signature,
         },
         separators=(",", ":"),
@@ -236,5 +244,8 @@ def provenance_from_json(stored: str) -> Provenance:
         app_key=data["app_key"],
         node=data["node"],
         attestation=data["attestation"],
+        message_id=data["message_id"],
+        sender_device=data["sender_device"],
+        sent_at=int(data["sent_at"]),
         app_signature=data.get("app_signature"),
     )

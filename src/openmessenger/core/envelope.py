@@ -127,6 +127,9 @@ class ReceivedMessage:
     body: str
     sent_at: datetime
     encryption: Encryption = Encryption.TRANSPORT
+    media_type: str = "text"
+    metadata: str | None = None
+    provenance: Provenance | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from openmessenger.core.apps import Provenance
 from openmessenger.core.envelope import Encryption
 from openmessenger.core.ids import (
     AccountId,
@@ -133,6 +134,16 @@ class OutboxItem:
     to devices and unreadable here); None when ``body`` is what the peer gets."""
     encryption: Encryption = Encryption.TRANSPORT
     """END_TO_END: ``body`` is an om.megolm.v1 body, for a node that takes them."""
+    sender_device: str = ""
+    sent_at: datetime | None = None
+    media_type: str = "text"
+    metadata: str | None = None
+    provenance: Provenance | None = None
+    """The envelope beyond v1's, for a node that takes it (capability ``envelope``)."""
+
+    @property
+    def has_envelope(self) -> bool:
+        return self.media_type != "text" or self.metadata is not None or self.provenance is not None
 
 
 class OutboxVerdict(enum.StrEnum):

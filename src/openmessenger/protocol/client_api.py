@@ -201,6 +201,9 @@ class ProvenanceOut(Response):
     app_key: str = Field(description="the app's Ed25519 public key (base64)")
     node: str = Field(description="the attesting node; its signing key checks attestation")
     attestation: str = Field(description="the node's Ed25519 signature over the envelope")
+    message_id: str = Field(description="the message id the sending node attested")
+    sender_device: str = Field(description="the sending device it attested")
+    sent_at: int = Field(description="the time it attested (unix seconds)")
     app_signature: str | None = Field(
         default=None, description="the app's own signature (apps using the SDK)"
     )

@@ -34,6 +34,8 @@ from openmessenger.crypto.keys import verify_ed25519
 from openmessenger.protocol import openmsg
 from openmessenger.protocol.e2e import MAX_ENCRYPTED_BODY_CHARS, SignedDeviceList
 from openmessenger.protocol.openmsg import JsonObject, ResponseCode
+from openmessenger.services.app_envelopes import ReceivedEnvelope, check_remote_envelope
+from openmessenger.services.apps import accepts_app
 from openmessenger.services.federation_gate import FederationGate
 from openmessenger.services.keys import KeyService
 from openmessenger.services.links import LinkCodes, Links, ident_hmac
@@ -344,7 +346,7 @@ class FederationService:
             domain=self._domain,
             protocols=(openmsg.V1_PROTOCOL, openmsg.EXTENSION_PROTOCOL),
             signing_key=self._secrets.signing_key(),
-            capabilities=(openmsg.LONG_TEXT, openmsg.END_TO_END),
+            capabilities=(openmsg.LONG_TEXT, openmsg.END_TO_END, openmsg.ENVELOPE),
         ).model_dump(mode="json")
 
     # --- shared by both ways of receiving ---------------------------------------------
@@ -402,7 +404,8 @@ class FederationService:
                 raise _Refusal(
                     ResponseCode.MESSAGE_DECRYPTION_ERROR, "Not an om.megolm.v1 body."
                 ) from None
-        else:
+        extras = await self._envelope(request, signed_by, link, text)
+        if not end_to_end:
             # The text is sealed to the recipient's devices before anything stores it.
             body = await self._sealer.seal_for(text, None, link.owner_address)
         stored = await self._receive_log(
@@ -416,6 +419,9 @@ class FederationService:
                 body=body,
                 sent_at=datetime.fromtimestamp(request.message_timestamp, UTC),
                 encryption=Encryption.END_TO_END if end_to_end else Encryption.TRANSPORT,
+                media_type=extras.media_type,
+                metadata=extras.metadata,
+                provenance=extras.provenance,
             )
         )
         if stored is None:
@@ -426,6 +432,38 @@ class FederationService:
         if self.webhooks is not None:
             await self.webhooks.enqueue(stored.events)
         return openmsg.message_accepted_body()
+
+    async def _envelope(
+        self,
+        request: openmsg.MessageReceiveRequest,
+        signed_by: Domain | None,
+        link: OpenmsgLink,
+        text: str,
+    ) -> ReceivedEnvelope:
+        """The media type, metadata and app tag that came with a message, checked:
+        an app tag must carry the sending node's valid attestation, and the
+        recipient must take messages from that app."""
+        wire = getattr(request, "envelope", None)
+        if wire is None or signed_by is None:
+            return ReceivedEnvelope()
+        try:
+            checked = check_remote_envelope(wire, link.peer_address, link.owner_address, text)
+        except InvalidInput as exc:
+            raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, exc.reason) from None
+        if checked.app is None:
+            return ReceivedEnvelope(checked.media_type, checked.metadata)
+        descriptor = await self._directory.descriptor(signed_by)
+        if descriptor is None or not verify_ed25519(
+            descriptor.signing_key, checked.attested_bytes(signed_by), checked.app.attestation
+        ):
+            raise _Refusal(ResponseCode.MESSAGE_REJECTED_PERM, "The app tag does not verify.")
+        async with self._uow() as tx:
+            accepted = await accepts_app(
+                tx, link.owner_account_id, link.peer_address, checked.app.app_id
+            )
+        if not accepted:
+            raise _Refusal(ResponseCode.MESSAGE_REJECTED_BYUSER)
+        return ReceivedEnvelope(checked.media_type, checked.metadata, checked.provenance(signed_by))
 
     # --- a peer checks that we sent a message (message-confirm/) ----------------------------
 

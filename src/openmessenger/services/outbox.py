@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 from collections.abc import Sequence
@@ -163,6 +164,11 @@ class OutboxSender:
                 attempts=1,
                 give_up_at=seal.give_up_at,
                 sealed_link=None,
+                sender_device=message.sender_device,
+                sent_at=message.sent_at,
+                media_type=message.media_type,
+                metadata=message.metadata,
+                provenance=message.provenance,
             )
         )
 
@@ -259,7 +265,14 @@ class OutboxSender:
             item = await self._renew(item, now_ts)
         text = self._text(item)
         end_to_end = item.encryption is Encryption.END_TO_END
-        long = end_to_end or len(text) > openmsg.MAX_MESSAGE_TEXT_CHARS
+        # The envelope beyond v1 goes to our nodes only; a v1 peer gets the text alone.
+        envelope = None
+        if item.has_envelope:
+            takes = await self._directory.capability(peer_domain, openmsg.ENVELOPE)
+            if takes is None:
+                return self._retry(item)  # cannot tell yet: never strip a tag by guessing
+            envelope = _wire_envelope(item) if takes else None
+        long = end_to_end or envelope is not None or len(text) > openmsg.MAX_MESSAGE_TEXT_CHARS
         package = self._package(item, codes, text)
         message_hash = self._hash(item, codes, package)
         receiver_id = item.peer_address.split("*", 1)[0]
@@ -273,6 +286,7 @@ class OutboxSender:
                 message_salt=item.salt,
                 message_timestamp=item.attempt_ts,
                 end_to_end=end_to_end,
+                envelope=envelope,
             )
         else:
             request = openmsg.MessageReceiveRequest(
@@ -376,3 +390,23 @@ class OutboxSender:
         async with self._uow() as tx:
             await tx.federation.settle(outcomes)
             await tx.commit()
+
+
+def _wire_envelope(item: OutboxItem) -> openmsg.Envelope:
+    tag = item.provenance
+    assert item.sent_at is not None
+    return openmsg.Envelope(
+        message_id=item.message_id,
+        sender_device=item.sender_device,
+        sent_at=int(item.sent_at.timestamp()),
+        media_type=item.media_type,
+        metadata=json.loads(item.metadata) if item.metadata else None,
+        app=openmsg.AppTag(
+            app_id=tag.app_id,
+            app_key=tag.app_key,
+            attestation=tag.attestation,
+            app_signature=tag.app_signature,
+        )
+        if tag is not None
+        else None,
+    )

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import and_, delete, insert, or_, select, update
 
+from openmessenger.core.apps import provenance_from_json
 from openmessenger.core.envelope import DeliveryStatus, Encryption
 from openmessenger.core.ids import AccountId, Address, ConversationId, Domain, MessageId
 from openmessenger.core.records import OpenmsgLink, OutboxItem, OutboxOutcome, OutboxVerdict
@@ -73,6 +74,11 @@ _OUTBOX_COLUMNS = (
     openmsg_outbox.c.give_up_at,
     openmsg_outbox.c.sealed_plaintext,
     messages.c.encryption,
+    messages.c.sender_device,
+    messages.c.sent_at,
+    messages.c.media_type,
+    messages.c.media_metadata,
+    messages.c.provenance,
     openmsg_links.c.sealed,
 )
 
@@ -92,9 +98,10 @@ def _outbox_query() -> Any:
 
 
 def _outbox_item(row: Any, keys: GrantKeys | None) -> OutboxItem:
-    body = row.body
+    body, metadata = row.body, row.media_metadata
     if keys is not None:
         body = keys.unwrap(body) or ""
+        metadata = keys.unwrap(metadata) if metadata else None
     return OutboxItem(
         message_id=MessageId(row.message_id),
         owner_account_id=AccountId(row.owner_account_id),
@@ -109,6 +116,11 @@ def _outbox_item(row: Any, keys: GrantKeys | None) -> OutboxItem:
         sealed_link=row.sealed,
         sealed_plaintext=row.sealed_plaintext,
         encryption=Encryption(row.encryption),
+        sender_device=row.sender_device,
+        sent_at=row.sent_at,
+        media_type=row.media_type,
+        metadata=metadata,
+        provenance=provenance_from_json(row.provenance) if row.provenance else None,
     )
 
 

@@ -639,6 +639,9 @@ class SqlMessages(Repository):
                 encryption=item.encryption,
                 sent_at=item.sent_at,
                 status=DeliveryStatus.DELIVERED,
+                media_type=item.media_type,
+                metadata=item.metadata,
+                provenance=item.provenance,
             )
             events = tuple(
                 StreamEvent(d, next(positions[d]), stored)

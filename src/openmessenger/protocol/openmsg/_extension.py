@@ -17,6 +17,11 @@ Capabilities:
   sender's node may ask for the keys of a connected address on this node
   (``keys-query/``, ``keys-claim/``), so that devices on two nodes encrypt to
   each other. docs/encryption.md describes both.
+- ``envelope``: the same request may carry ``envelope``: the message's media type
+  and metadata, and for a message sent through an app, the app and the sending
+  node's attestation of it (docs/apps.md). The receiving node checks the
+  attestation with the sender's node key and refuses a message whose tag does
+  not verify.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ LONG_TEXT = "long-text"
 LONG_TEXT_MAX_CHARS = 65_536
 LONG_MESSAGE_PATH = "/openmsg/x-openmessenger/message-receive/"
 END_TO_END = "end-to-end"
+ENVELOPE = "envelope"
 KEYS_QUERY_PATH = "/openmsg/x-openmessenger/keys-query/"
 KEYS_CLAIM_PATH = "/openmsg/x-openmessenger/keys-claim/"
 # An end-to-end body is ASCII (JSON of base64), so one byte per character.
@@ -68,12 +74,38 @@ class NodeDescriptor(BaseModel):
         return EXTENSION_PROTOCOL in self.protocols and capability in self.capabilities
 
 
+class AppTag(BaseModel):
+    """Which app a message came through, as the sending node attests it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    app_id: str = Field(min_length=3, max_length=32, pattern=r"^[a-z][a-z0-9-]{2,31}$")
+    app_key: str = Field(min_length=43, max_length=44)
+    attestation: str = Field(min_length=86, max_length=88)
+    app_signature: str | None = Field(default=None, min_length=86, max_length=88)
+
+
+class Envelope(BaseModel):
+    """The envelope fields beyond v1's (capability ``envelope``). ``message_id``,
+    ``sender_device`` and ``sent_at`` are the sending node's, as it attested them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    message_id: str = Field(min_length=1, max_length=64)
+    sender_device: str = Field(min_length=1, max_length=64)
+    sent_at: int = Field(ge=0, le=2**40)
+    media_type: str = Field(default="text", min_length=1, max_length=200)
+    metadata: dict[str, object] | None = None
+    app: AppTag | None = None
+
+
 class LongMessageReceiveRequest(MessageReceiveRequest):
     """``POST /openmsg/x-openmessenger/message-receive/``: v1's fields, a longer package,
     and ``end_to_end``: the package holds an ``om.megolm.v1`` body, not text."""
 
     message_package: Annotated[str, package_up_to(MAX_LONG_PACKAGE_CHARS)]
     end_to_end: bool = False
+    envelope: Envelope | None = None
 
 
 class KeysQueryRequest(BaseModel):
