@@ -33,6 +33,9 @@ MESSAGE_FIELDS = {
     "status",
     "encryption",
     "error",
+    "media_type",
+    "metadata",
+    "app",
 }
 LINE_TIMEOUT_SECONDS = 20
 

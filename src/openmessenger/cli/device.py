@@ -402,6 +402,9 @@ def _message_json(message: Message) -> dict[str, Any]:
         "status": message.status,
         "encryption": message.encryption,
         "error": message.error,
+        "media_type": message.media_type,
+        "metadata": message.metadata,
+        "app": message.app.app_id if message.app is not None else None,
     }
     if message.position is not None:
         obj["position"] = message.position
@@ -412,6 +415,10 @@ def _message_text(message: Message, names: _Names) -> str:
     sender = _who(message.sender, names.name_of(message.sender))
     text = _printable(message.text) if message.error is None else f"(unreadable: {message.error})"
     mark = " [transport-encrypted]" if message.encryption == "transport-encrypted" else ""
+    if message.app is not None:
+        mark += f" [via {_printable(message.app.app_id)}]"
+    if message.media_type != "text":
+        mark += f" [{_printable(message.media_type)}]"
     return f"[{_local(message.sent_at)}]{mark} {sender}: {text}"
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from openmessenger.cli import admin, device, keys
+from openmessenger.cli import admin, device, keys, owner
 from openmessenger.cli.settings import load_settings
 
 app = typer.Typer(
@@ -87,6 +87,7 @@ def serve(
 
 device.register(app)
 keys.register(app)
+owner.register(app)
 admin.register(app)
 
 

@@ -18,12 +18,14 @@ import uuid
 from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 from websockets.exceptions import ConnectionClosedError
 
 from openmessenger.client import transport
+from openmessenger.client.apps import AppSigning, AppTag, ProvenanceError, app_signature, check_tag
 from openmessenger.client.crypto_store import CryptoStore
 from openmessenger.client.devices import AccountDevices, canonical_address
 from openmessenger.client.e2e import KEY_CACHE_SECONDS, DecryptionError, EndToEnd
@@ -43,12 +45,15 @@ from openmessenger.client.models import (
     Me,
     Message,
 )
+from openmessenger.client.owner import AccountOwner
 from openmessenger.client.state import DeviceState, StateStore
 from openmessenger.core.envelope import MAX_BODY_CHARS
 from openmessenger.core.ids import Address, DeviceId
 from openmessenger.crypto.device_identity import DeviceIdentity
+from openmessenger.protocol import apps_api as apps_wire
 from openmessenger.protocol import client_api as wire
 from openmessenger.protocol import e2e as e2e_wire
+from openmessenger.protocol import openmsg
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 PAGE_SIZE = 100
@@ -64,7 +69,7 @@ STREAM_RECONNECT_ATTEMPTS = 8
 STREAM_MAX_DELAY_SECONDS = 10.0
 
 
-class Client(AccountDevices):
+class Client(AccountDevices, AccountOwner):
     """An async client for one device (one profile directory) on one node."""
 
     def __init__(
@@ -74,7 +79,10 @@ class Client(AccountDevices):
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         key_cache_seconds: float = KEY_CACHE_SECONDS,
+        app: AppSigning | None = None,
     ) -> None:
+        """``app``: this device is an app's backend (a managed account made with
+        :func:`create_app_account`); its sends are signed with the app key."""
         self.server_url = transport.normalise_server_url(server_url)
         self._store = StateStore(Path(state_dir))
         self._state = self._store.load()
@@ -91,6 +99,51 @@ class Client(AccountDevices):
         self._engine: EndToEnd | None = None
         self._crypto_store: CryptoStore | None = None
         self._bootstrapped = False
+        self._app = app
+        self._node: openmsg.NodeDescriptor | None = None
+
+    @classmethod
+    async def create_app_account(
+        cls,
+        server_url: str,
+        state_dir: str | os.PathLike[str],
+        *,
+        api_key: str,
+        app: AppSigning,
+        display_name: str | None = None,
+    ) -> Client:
+        """For an app's backend: make a managed account for one of the app's users
+        (``POST /v1/apps/{app}/accounts``) whose device is this new profile, with
+        its own keys: end to end, like any device. The profile then signs in with
+        its own key; ``api_key`` is used for this call only."""
+        client = cls(server_url, state_dir, app=app)
+        if client._state is not None and client._state.device_id is not None:
+            raise StateError(f"the profile in {client.state_dir} has a device already")
+        state = client._store.load_or_create(client.server_url)
+        identity = client._device_identity(state)
+        challenge = await client._challenge()
+        proof = identity.sign(wire.signed_challenge_bytes(challenge.challenge, challenge.domain))
+        body = transport.request_body(
+            apps_wire.ManagedAccountIn,
+            {
+                "display_name": display_name,
+                "device": {
+                    "ed25519_key": identity.ed25519_key,
+                    "curve25519_key": identity.curve25519_key,
+                    "challenge": challenge.challenge,
+                    "signature": proof,
+                },
+            },
+        )
+        path = f"{wire.API_PREFIX}/apps/{quote(app.app_id)}/accounts"
+        response = await client._http.request("POST", path, token=api_key, body=body)
+        if response.is_error:
+            await client.aclose()
+            raise transport.error_from_response(response)
+        transport.parse_response(apps_wire.ManagedAccountOut, response)
+        client._state = await client._authenticate(identity)
+        await client.end_to_end()  # publish its keys: others encrypt to it from now on
+        return client
 
     async def __aenter__(self) -> Client:
         return self
@@ -176,9 +229,19 @@ class Client(AccountDevices):
 
     # -- messages ------------------------------------------------------------
 
-    async def send(self, to: str, text: str, client_txn_id: str | None = None) -> Message:
+    async def send(
+        self,
+        to: str,
+        text: str,
+        client_txn_id: str | None = None,
+        *,
+        media_type: str = "text",
+        metadata: dict[str, Any] | None = None,
+    ) -> Message:
         """Send ``text`` to a contact. Retried on network failures under one
-        ``client_txn_id``, so the node stores it once however often it arrives."""
+        ``client_txn_id``, so the node stores it once however often it arrives.
+        ``media_type`` and ``metadata`` are envelope fields the node validates
+        (docs/apps.md); the content itself is ``text``, encrypted."""
         txn_id = client_txn_id or uuid.uuid4().hex
         if not text or len(text) > MAX_BODY_CHARS:
             raise InvalidArgumentError("text", f"must be 1 to {MAX_BODY_CHARS} characters")
@@ -190,13 +253,28 @@ class Client(AccountDevices):
             if exc.status == 404:  # not a contact: the same refusal the send would get
                 raise api_error(403, "refused") from exc
             raise
-        fields: dict[str, object] = {"to": to, "client_txn_id": txn_id}
+        fields: dict[str, object] = {
+            "to": to,
+            "client_txn_id": txn_id,
+            "media_type": media_type,
+            "metadata": metadata,
+        }
         if devices.encryption == e2e_wire.END_TO_END:
             fields |= {"body": await engine.encrypt(target, text), "encryption": "end-to-end"}
         elif engine.was_end_to_end(target):
             raise DowngradeError(target)
         else:
             fields |= {"body": text, "encryption": "transport-encrypted"}
+        if self._app is not None:
+            fields["app_signature"] = app_signature(
+                self._app,
+                sender=str(self.address),
+                sender_device=str(self.device_id),
+                to=target,
+                body=str(fields["body"]),
+                media_type=media_type,
+                metadata=metadata,
+            )
         body = transport.request_body(wire.SendIn, fields)
         for attempt in range(SEND_ATTEMPTS):
             try:
@@ -207,7 +285,8 @@ class Client(AccountDevices):
                     raise
                 await asyncio.sleep(RETRY_DELAYS_SECONDS[attempt])
         await engine.back_up()
-        return Message.from_wire(transport.parse_response(wire.MessageOut, response), text=text)
+        sent = transport.parse_response(wire.MessageOut, response)
+        return Message.from_wire(sent, text=text, app=await self._app_tag(sent, str(body.body)))
 
     async def message(self, message_id: str) -> Message:
         """One message this account sent or received, with its current ``status``."""
@@ -341,7 +420,28 @@ class Client(AccountDevices):
             opened = await engine.open(message)
         except DecryptionError as exc:
             return Message.from_wire(message, position, error=str(exc))
-        return Message.from_wire(message, position, text=opened.text)
+        signed = opened.text if message.encryption == e2e_wire.TRANSPORT_ENCRYPTED else message.body
+        try:
+            tag = await self._app_tag(message, signed)
+        except ProvenanceError as exc:
+            return Message.from_wire(message, position, error=str(exc))
+        return Message.from_wire(message, position, text=opened.text, app=tag)
+
+    async def _app_tag(self, message: wire.MessageOut, signed_body: str) -> AppTag | None:
+        if message.app is None:
+            return None
+        node = await self._node_descriptor()
+        return check_tag(message, signed_body, node.domain, node.signing_key)
+
+    async def _node_descriptor(self) -> openmsg.NodeDescriptor:
+        """This device's node as it describes itself (its signing key checks the
+        app tags it attests); asked once per client."""
+        if self._node is None:
+            response = await self._http.request("GET", openmsg.DESCRIPTOR_PATH)
+            if response.is_error:
+                raise transport.error_from_response(response)
+            self._node = transport.parse_response(openmsg.NodeDescriptor, response)
+        return self._node
 
     async def _receive_to_device(self, engine: EndToEnd) -> None:
         params = {"since": self.stream_position, "limit": 1}

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
+from openmessenger.client.apps import AppTag
 from openmessenger.core.ids import Address, ConversationId, DeviceId, MessageId, PassCodeId
 from openmessenger.protocol import client_api as wire
 from openmessenger.protocol.e2e import Encryption
@@ -119,6 +120,11 @@ class Message:
     or a plain-text send); ``end-to-end``: only the devices of the two accounts."""
     error: str | None = None
     """Why the body could not be decrypted (no key for this device, a replay, ...)."""
+    media_type: str = "text"
+    metadata: dict[str, Any] | None = None
+    """The media type's metadata (``image``: mime, width, ...), as the node validated it."""
+    app: AppTag | None = None
+    """The app the message came through, its tag checked (None: a native device)."""
 
     @classmethod
     def from_wire(
@@ -128,6 +134,7 @@ class Message:
         *,
         text: str | None = None,
         error: str | None = None,
+        app: AppTag | None = None,
     ) -> Message:
         return cls(
             id=MessageId(message.id),
@@ -142,6 +149,9 @@ class Message:
             position=position,
             encryption=message.encryption,
             error=error,
+            media_type=message.media_type,
+            metadata=message.metadata,
+            app=app,
         )
 
 

@@ -25,7 +25,7 @@ from openmessenger.client.errors import (
 from openmessenger.protocol import client_api as wire
 
 RequestModel = TypeVar("RequestModel", bound=wire.Request)
-ResponseModel = TypeVar("ResponseModel", bound=wire.Response)
+ResponseModel = TypeVar("ResponseModel", bound=pydantic.BaseModel)
 
 UNAUTHENTICATED = "unauthenticated"
 STREAM_UNAUTHENTICATED_CLOSE_CODE = 4401
