@@ -129,6 +129,13 @@ class Settings(BaseSettings):
             raise ValueError("must read like 100/second or 30/minute") from None
         return value
 
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _valid_limit_storage(cls, value: str) -> str:
+        if not value.startswith(("memory://", "redis://", "rediss://", "redis+unix://")):
+            raise ValueError("must be memory://, or a redis://, rediss:// or redis+unix:// URL")
+        return value
+
     @field_validator("federation_proxy")
     @classmethod
     def _valid_proxy(cls, value: str | None) -> str | None:

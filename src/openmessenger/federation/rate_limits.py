@@ -36,7 +36,10 @@ class SlidingWindowLimiter:
         between the processes and hosts of a node."""
         if uri.startswith("memory://"):
             return cls()
-        storage = storage_from_string(uri if uri.startswith("async+") else f"async+{uri}")
+        # redis-py's asyncio client (the ``redis`` extra) rather than the default coredis.
+        storage = storage_from_string(
+            uri if uri.startswith("async+") else f"async+{uri}", implementation="redispy"
+        )
         assert isinstance(storage, Storage)
         return cls(storage)
 
