@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 from openmessenger import __version__
 from openmessenger.api.app import create_app
 from openmessenger.api.observability import configure_logging
+from openmessenger.api.render import message as render_message
 from openmessenger.bus.memory import MemoryBus
 from openmessenger.core.ids import Domain
 from openmessenger.crypto.keys import NodeSecrets
@@ -209,6 +210,7 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
             secrets=secrets,
             poster=webhook_poster,
             reader=NodeHeldReader(uow, grant_keys),
+            render=render_message,
             give_up_after=timedelta(seconds=settings.webhook_give_up_seconds),
             lease=timedelta(seconds=2 * settings.webhook_timeout_seconds + 30),
         ),

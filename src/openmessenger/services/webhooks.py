@@ -32,10 +32,9 @@ import asyncio
 import contextlib
 import heapq
 import ipaddress
-import json
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -46,7 +45,7 @@ from openmessenger.core.envelope import Message, StreamEvent
 from openmessenger.core.errors import InvalidInput, NotFound
 from openmessenger.core.ids import AccountId, DeviceId, MessageId
 from openmessenger.core.records import Device
-from openmessenger.protocol.client_api import MessageOut, ProvenanceOut
+from openmessenger.protocol.client_api import MessageOut
 from openmessenger.protocol.webhooks_api import (
     DELIVERY_HEADER,
     MAX_URL_CHARS,
@@ -93,6 +92,11 @@ class WebhookPoster(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+MessageRenderer = Callable[[Message], MessageOut]
+"""How the API renders a message (``api/render.message``, given by wiring): an app
+reads the same JSON in a webhook call as on ``/v1/sync``."""
 
 
 class WebhookQueue(Protocol):
@@ -154,41 +158,15 @@ def _secret_purpose(app_id: AppId) -> str:
     return f"{_SEAL_PURPOSE}:{app_id}"
 
 
-def message_out(m: Message) -> MessageOut:
-    """As ``api/render.message`` renders it (the same JSON an app reads on /v1/sync)."""
-    p = m.provenance
-    return MessageOut(
-        id=m.id,
-        conversation_id=m.conversation_id,
-        seq=m.seq,
-        sender=m.sender,
-        sender_device=m.sender_device,
-        recipient=m.recipient,
-        body=m.body,
-        sent_at=m.sent_at,
-        status=m.status.value,
-        encryption=m.encryption.value,
-        media_type=m.media_type,
-        metadata=json.loads(m.metadata) if m.metadata else None,
-        app=ProvenanceOut(
-            app_id=p.app_id,
-            app_key=p.app_key,
-            node=p.node,
-            attestation=p.attestation,
-            app_signature=p.app_signature,
-        )
-        if p is not None
-        else None,
-    )
-
-
-def webhook_body(delivery: WebhookDelivery, device: Device, message: Message) -> bytes:
+def webhook_body(
+    delivery: WebhookDelivery, device: Device, message: Message, render: MessageRenderer
+) -> bytes:
     event = WebhookMessageEvent(
         delivery_id=delivery.id,
         app_id=delivery.app_id,
         account_id=delivery.account_id,
         device_id=device.id,
-        message=message_out(message),
+        message=render(message),
     )
     return event.model_dump_json(by_alias=True).encode()
 
@@ -344,6 +322,7 @@ class WebhookSender:
         secrets: Secrets,
         poster: WebhookPoster,
         reader: NodeHeldReader,
+        render: MessageRenderer,
         give_up_after: timedelta,
         lease: timedelta,
         batch: int = 64,
@@ -355,6 +334,7 @@ class WebhookSender:
         self._secrets = secrets
         self._poster = poster
         self._reader = reader
+        self._render = render
         self._give_up_after = give_up_after
         self._lease = lease
         self._batch = batch
@@ -422,16 +402,17 @@ class WebhookSender:
     async def _run(self) -> None:
         while True:
             self._wake.clear()  # before claiming: a kick during the claim is not lost
-            full = False
             try:
                 async with self._claim_lock:
                     _, full = await self._claim_and_spawn()
+                wait = self._wait_seconds()
             except Exception:
                 log.exception("reading the webhook queue failed")
+                full, wait = False, self._poll_seconds
             if full:
                 continue  # more may be due
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._wait_seconds())
+                await asyncio.wait_for(self._wake.wait(), wait)
 
     def _wait_seconds(self) -> float:
         """Until the next retry this process scheduled, at most ``poll_seconds``
@@ -490,7 +471,7 @@ class WebhookSender:
             return DeliveryOutcome(delivery.id, DeliveryVerdict.DROPPED, self._clock.now())
         device = devices[0]
         (readable,) = await self._reader.readable(device, [message])
-        body = webhook_body(delivery, device, readable)
+        body = webhook_body(delivery, device, readable, self._render)
         try:
             secret = self._secrets.unseal(_secret_purpose(delivery.app_id), webhook.sealed_secret)
         except ValueError:
