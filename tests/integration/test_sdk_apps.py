@@ -131,6 +131,12 @@ async def test_a_plain_http_apps_message_is_transport_encrypted_and_tagged_in_th
         True,
         False,
     )
+    # The app reads with keys the node holds: people's SDKs write to it
+    # transport-encrypted, so that it can.
+    reply = await person.send(user["address"], "see you")
+    assert reply.encryption == "transport-encrypted"
+    synced = (await shop.act(user["account_id"], "GET", "/v1/sync")).json()["events"]
+    assert [e["message"]["body"] for e in synced] == ["see you"]
 
 
 async def test_the_cli_shows_which_app_a_message_came_through(

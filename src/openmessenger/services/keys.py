@@ -299,9 +299,15 @@ class KeyService:
         """How messages to each address are protected, as far as this node can tell
         (an unreachable node's addresses show as transport-encrypted until it answers)."""
         found: dict[Address, Encryption] = {}
+        local = [a for a in addresses if self._is_local(a)]
+        if local:
+            async with self._uow() as tx:
+                for address in local:
+                    account = await tx.accounts.by_address(address)
+                    plain = account is not None and await _has_node_held_device(tx, account.id)
+                    found[address] = Encryption.TRANSPORT if plain else Encryption.END_TO_END
         for address in addresses:
             if self._is_local(address):
-                found[address] = Encryption.END_TO_END
                 continue
             try:
                 end_to_end = self.remote is not None and await self.remote.end_to_end(
@@ -347,11 +353,12 @@ class KeyService:
             return None
         devices = await tx.keys.public_keys(account.id)
         stored = await tx.keys.account_keys(account.id)
+        plain = await _has_node_held_device(tx, account.id)
         return AddressKeys(
             address=target,
             devices=tuple(devices),
             device_list=stored.device_list if stored else None,
-            encryption=Encryption.END_TO_END,
+            encryption=Encryption.TRANSPORT if plain else Encryption.END_TO_END,
         )
 
     async def _local_claim(
@@ -478,3 +485,10 @@ def _parses(device_list: str) -> bool:
     except ValidationError:
         return False
     return True
+
+
+async def _has_node_held_device(tx: Transaction, account_id: AccountId) -> bool:
+    """A plain-HTTP app the account linked reads with keys the node holds: it
+    cannot open end-to-end messages, so the account is written to
+    transport-encrypted (docs/apps.md), as it would be over an Openmsg v1 link."""
+    return any(d.node_held for d in await tx.keys.devices(account_id))
