@@ -232,7 +232,7 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
         registration=registration,
         apps=apps,
         managed=ManagedAccounts(uow, clock, secrets, devices, grant_keys, registration),
-        account_data=AccountData(uow, clock, grant_keys, devices),
+        account_data=AccountData(uow, clock, grant_keys, devices, apps),
         limits=RequestLimits(
             SlidingWindowLimiter.from_uri(settings.rate_limit_storage),
             RequestRates(

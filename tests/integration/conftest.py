@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from openmessenger.cli.main import app
+from tests.support.smtp import SmtpServer
 
 
 @pytest.fixture
@@ -28,3 +29,13 @@ def run(node_url: str, cli_home: Path) -> Callable[..., Result]:
         return result
 
     return invoke
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A real SMTP server on loopback that keeps what it receives."""
+    server = SmtpServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

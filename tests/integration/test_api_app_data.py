@@ -225,3 +225,37 @@ async def test_an_app_registers_a_media_type_and_its_schema_is_enforced(
     assert event["message"]["metadata"] == {"order_id": "A1", "total_cents": 1200}
     listed = (await shop.http.get("/v1/apps/shop/media-types", headers=shop.auth)).json()
     assert [m["name"] for m in listed["media_types"]] == ["app.shop.order"]
+
+
+async def test_an_owner_deletes_an_app_with_all_it_holds_then_the_account(
+    http: httpx.AsyncClient, clock: SettableClock, dump: Dump, running_node: NodeThread
+) -> None:
+    owner = await registered(http, clock)
+    shop = await create_app(owner, "shop")
+    customers = [await shop.create_account(f"Customer {n}") for n in range(2)]
+    person = await register(http, "Person")
+    await connect_to(shop, customers[0]["account_id"], person)
+    sent = await shop.act(
+        customers[0]["account_id"], "POST", "/v1/messages", {"to": person.address, "body": "hi"}
+    )
+    assert sent.status_code == 201
+    media = await shop.post(
+        "/v1/apps/shop/media-types", {"name": "order", "schema": {"type": "object"}}
+    )
+    assert media.status_code == 201
+    # Another owner cannot delete it; it does not even exist for them.
+    stranger = await registered(http, clock, "Stranger")
+    assert (await stranger.http.delete("/v1/apps/shop", headers=stranger.auth)).status_code == 404
+
+    deleted = await owner.http.delete("/v1/apps/shop", headers=owner.auth)
+    assert deleted.status_code == 200 and deleted.json() == {"accounts": 2}
+    assert (await shop.http.get("/v1/apps/shop/media-types", headers=shop.auth)).status_code == 401
+    stored = await dump()
+    for table in ("apps", "api_keys", "app_grants", "app_media_types"):
+        assert stored[table] == [], table
+    for customer in customers:
+        assert rows_mentioning(stored, customer["account_id"]) == []
+    assert _grant_key_files(running_node.settings) == []
+    assert await person.sync() == []
+    # With no app left, the owner may delete the account.
+    assert (await owner.http.delete("/v1/account", headers=owner.auth)).status_code == 204

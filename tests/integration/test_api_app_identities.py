@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -17,15 +16,6 @@ from tests.support.node import SettableClock
 from tests.support.smtp import SmtpServer
 
 EMAIL = "Dana.Person@example.org"
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    server = SmtpServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

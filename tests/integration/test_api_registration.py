@@ -27,15 +27,6 @@ CODE_TTL = timedelta(minutes=10)
 
 
 @pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    server = SmtpServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def sms_gateway() -> Iterator[SmsGateway]:
     gateway = SmsGateway().start()
     try:

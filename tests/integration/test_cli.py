@@ -10,7 +10,6 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from openmessenger.cli.main import app
+from tests.support.process import cli_process
 
 MESSAGE_FIELDS = {
     "id",
@@ -303,22 +303,9 @@ class LineReader:
 @pytest.fixture
 def spawn_listen(node_url: str, cli_home: Path) -> Iterator[Callable[[str], subprocess.Popen[str]]]:
     processes: list[subprocess.Popen[str]] = []
-    executable = Path(sys.executable).with_name("openmessenger")
-    command = (
-        [str(executable)]
-        if executable.exists()
-        else [sys.executable, "-c", "from openmessenger.cli.main import main; main()"]
-    )
-    env = {"OPENMESSENGER_HOME": str(cli_home), "OPENMESSENGER_SERVER": node_url, "PATH": ""}
 
     def spawn(profile: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [*command, "listen", "--json", "--profile", profile],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
+        process = cli_process(cli_home, node_url, "listen", "--json", "--profile", profile)
         processes.append(process)
         return process
 

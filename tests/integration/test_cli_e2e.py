@@ -6,32 +6,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.test_cli import LineReader, Run, address_of, connect_pair, one_json_line
+from tests.support.process import cli_process
 
 
 @pytest.fixture
 def link_process(node_url: str, cli_home: Path) -> Iterator[subprocess.Popen[str]]:
     """``openmessenger link`` as profile "laptop", waiting for approval."""
-    executable = Path(sys.executable).with_name("openmessenger")
-    command = (
-        [str(executable)]
-        if executable.exists()
-        else [sys.executable, "-c", "from openmessenger.cli.main import main; main()"]
-    )
-    env = {"OPENMESSENGER_HOME": str(cli_home), "OPENMESSENGER_SERVER": node_url, "PATH": ""}
-    process = subprocess.Popen(
-        [*command, "link", "--json", "--profile", "laptop"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    process = cli_process(cli_home, node_url, "link", "--json", "--profile", "laptop")
     yield process
     if process.poll() is None:
         process.kill()

@@ -4,8 +4,6 @@ make an app, choose apps, export and delete the account."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,31 +12,14 @@ import pyotp
 import pytest
 
 from tests.integration.test_cli import LineReader, Run, address_of, connect_pair, one_json_line
-
-
-def _command(cli_home: Path, node_url: str, *args: str) -> subprocess.Popen[str]:
-    executable = Path(sys.executable).with_name("openmessenger")
-    command = (
-        [str(executable)]
-        if executable.exists()
-        else [sys.executable, "-c", "from openmessenger.cli.main import main; main()"]
-    )
-    env = {"OPENMESSENGER_HOME": str(cli_home), "OPENMESSENGER_SERVER": node_url, "PATH": ""}
-    return subprocess.Popen(
-        [*command, *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+from tests.support.process import cli_process
 
 
 @pytest.fixture
 def registered_owner(run: Run, node_url: str, cli_home: Path) -> Iterator[str]:
     """Profile "owner", registered with TOTP through ``openmessenger register --totp``."""
     address = address_of(run, "owner")
-    process = _command(
+    process = cli_process(
         cli_home,
         node_url,
         "register",
@@ -48,6 +29,7 @@ def registered_owner(run: Run, node_url: str, cli_home: Path) -> Iterator[str]:
         "--json",
         "--profile",
         "owner",
+        stdin=True,
     )
     try:
         assert process.stderr is not None and process.stdin is not None

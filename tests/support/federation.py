@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 
 from openmessenger.settings import Settings
@@ -134,3 +135,13 @@ class FederatedNode:
         """Await ``coro`` on the node's own loop (its engine lives there)."""
         assert self.thread is not None, "not running"
         return await self.thread.call(coro)
+
+
+# No idle pooled connections: a node stopping over TLS waits (up to 30 s) for each
+# open connection's close_notify, which an idle httpx connection never reads.
+NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)
+
+
+def client_of(node: FederatedNode, ca: CertificateAuthority) -> httpx.AsyncClient:
+    """An HTTPS client of ``node``'s client API, trusting the test CA."""
+    return httpx.AsyncClient(base_url=node.url, verify=ca.client_context(), limits=NO_KEEPALIVE)

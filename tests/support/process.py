@@ -21,6 +21,22 @@ def openmessenger_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "openmessenger.cli.main"]
 
 
+def cli_process(
+    cli_home: Path, node_url: str, *args: str, stdin: bool = False
+) -> subprocess.Popen[str]:
+    """``openmessenger ARGS`` as a real process (for commands that wait or ask),
+    with its profiles in ``cli_home`` and ``node_url`` as its server."""
+    env = {"OPENMESSENGER_HOME": str(cli_home), "OPENMESSENGER_SERVER": node_url, "PATH": ""}
+    return subprocess.Popen(
+        [*openmessenger_command(), *args],
+        stdin=subprocess.PIPE if stdin else None,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
 @dataclass
 class NodeProcess:
     """``openmessenger serve`` on a free port; ``url`` is known once it logged that it listens."""

@@ -57,6 +57,10 @@ class AppCreatedOut(Response):
     )
 
 
+class AppDeletedOut(Response):
+    accounts: int = Field(description="how many accounts the app held (its data there is gone)")
+
+
 class AppList(Response):
     apps: list[AppOut]
 

@@ -19,7 +19,7 @@ from openmessenger.core.apps import AppCaller, Scope
 from openmessenger.core.errors import Conflict, NotFound
 from openmessenger.core.ids import AccountId, DeviceId
 from openmessenger.core.records import AuthenticatedDevice
-from openmessenger.services.apps import require_scope
+from openmessenger.services.apps import AppService, require_scope
 from openmessenger.services.devices import DeviceService
 from openmessenger.services.ports import Clock, GrantKeyStore, UnitOfWork
 
@@ -33,11 +33,13 @@ class AccountData:
         clock: Clock,
         grant_keys: GrantKeyStore,
         devices: DeviceService,
+        apps: AppService,
     ) -> None:
         self._uow = uow
         self._clock = clock
         self._grant_keys = grant_keys
         self._devices = devices
+        self._apps = apps
 
     async def delete_app_data(self, caller: AppCaller, account_id: str) -> bool:
         """Everything the app holds for the account; True when the account was
@@ -55,6 +57,27 @@ class AccountData:
             await tx.commit()
         self._after_delete(gone, key_ids)
         return abandoned
+
+    async def delete_app(self, caller: AuthenticatedDevice, app_id: str) -> int:
+        """The caller's app and everything it holds for every account (accounts
+        nothing else holds go with it). Returns how many accounts it held."""
+        async with self._uow() as tx:
+            app = await tx.apps.get(app_id)
+            if app is None or app.owner_account_id != caller.account.id:
+                raise NotFound("No such app.", code="app_not_found")
+            held = await tx.erasure.accounts_of_app(app.id)
+            gone: list[DeviceId] = []
+            key_ids: list[str] = []
+            for account in held:
+                gone += [d.id for d in await tx.apps.app_devices(account, app.id)]
+                key_ids += await tx.erasure.delete_app_data(account, app.id)
+                if await tx.erasure.is_abandoned(account):
+                    key_ids += await tx.erasure.delete_account(account)
+            await tx.erasure.delete_app(app.id)
+            await tx.commit()
+        self._apps.forget_app(app.id)
+        self._after_delete(gone, key_ids)
+        return len(held)
 
     async def delete_account(self, caller: AuthenticatedDevice) -> None:
         account = caller.account.id

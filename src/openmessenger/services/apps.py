@@ -227,6 +227,12 @@ class AppService:
             self._recent.popitem(last=False)
         return caller
 
+    def forget_app(self, app_id: AppId) -> None:
+        """The app is gone: its keys stop working at once in this process."""
+        for key_hmac, (caller, _) in list(self._recent.items()):
+            if caller.app.id == app_id:
+                del self._recent[key_hmac]
+
     def _forget(self, key_id: str) -> None:
         for key_hmac, (caller, _) in list(self._recent.items()):
             if caller.key.id == key_id:

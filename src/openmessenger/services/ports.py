@@ -579,6 +579,12 @@ class ErasureRepository(Protocol):
 
     async def move_devices(self, from_account: AccountId, to_account: AccountId) -> None: ...
 
+    async def accounts_of_app(self, app_id: AppId) -> list[AccountId]: ...
+
+    async def delete_app(self, app_id: AppId) -> None:
+        """The app's own rows, once its data for every account is gone."""
+        ...
+
 
 class ExportRepository(Protocol):
     async def account_rows(self, account_id: AccountId) -> dict[str, list[dict[str, Any]]]:

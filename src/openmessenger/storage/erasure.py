@@ -20,8 +20,10 @@ from openmessenger.storage.tables import (
     account_identities,
     account_keys,
     accounts,
+    api_keys,
     app_allowlists,
     app_grants,
+    app_media_types,
     apps,
     connections,
     conversations,
@@ -41,6 +43,7 @@ from openmessenger.storage.tables import (
     totp_secrets,
     verifications,
     webhook_deliveries,
+    webhooks,
 )
 
 
@@ -161,6 +164,22 @@ class SqlErasure(Repository):
             )
         await self._conn.execute(delete(accounts).where(accounts.c.id == account_id))
         return key_ids
+
+    async def accounts_of_app(self, app_id: str) -> list[AccountId]:
+        query = select(app_grants.c.account_id).where(app_grants.c.app_id == app_id)
+        return [AccountId(r.account_id) for r in await self._conn.execute(query)]
+
+    async def delete_app(self, app_id: str) -> None:
+        """The app itself, once its data for every account is gone: its webhook and
+        delivery log, media types and API keys."""
+        for table, column in (
+            (webhook_deliveries, webhook_deliveries.c.app_id),
+            (webhooks, webhooks.c.app_id),
+            (app_media_types, app_media_types.c.app_id),
+            (api_keys, api_keys.c.app_id),
+        ):
+            await self._conn.execute(delete(table).where(column == app_id))
+        await self._conn.execute(delete(apps).where(apps.c.id == app_id))
 
     async def move_devices(self, from_account: AccountId, to_account: AccountId) -> None:
         """Merging accounts: the devices of one become the other's."""

@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.support.federation import FederatedNode, federated_settings, require_netns
+from tests.support.federation import (
+    FederatedNode,
+    client_of,
+    federated_settings,
+    require_netns,
+)
 from tests.support.postgres import create_database
 from tests.support.tls import CertificateAuthority
 
@@ -75,3 +81,12 @@ def alpha(federation_node_factory: NodeFactory) -> FederatedNode:
 @pytest.fixture
 def beta(federation_node_factory: NodeFactory) -> FederatedNode:
     return federation_node_factory("beta.test")
+
+
+@pytest.fixture
+async def clients(
+    alpha: FederatedNode, beta: FederatedNode, test_ca: CertificateAuthority
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    """HTTPS clients of alpha's and beta's client APIs."""
+    async with client_of(alpha, test_ca) as on_alpha, client_of(beta, test_ca) as on_beta:
+        yield on_alpha, on_beta

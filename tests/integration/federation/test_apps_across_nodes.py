@@ -6,11 +6,9 @@ allowlists."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
-import pytest
 from sqlalchemy import select, update
 
 from openmessenger.core.apps import Envelope, body_digest, metadata_digest
@@ -19,7 +17,6 @@ from openmessenger.protocol.e2e import canonical_json
 from openmessenger.storage.tables import messages
 from tests.integration.federation.test_two_nodes import (
     advance,
-    client_of,
     eventually,
     off_loop,
     outbox_attempted,
@@ -28,17 +25,8 @@ from tests.integration.federation.test_two_nodes import (
 from tests.support.api import register
 from tests.support.apps import ApiApp, connect_to, create_app, registered
 from tests.support.federation import FederatedNode
-from tests.support.tls import CertificateAuthority
 
 IMAGE = {"mime": "image/png", "width": 640, "height": 480}
-
-
-@pytest.fixture
-async def clients(
-    alpha: FederatedNode, beta: FederatedNode, test_ca: CertificateAuthority
-) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-    async with client_of(alpha, test_ca) as on_alpha, client_of(beta, test_ca) as on_beta:
-        yield on_alpha, on_beta
 
 
 async def shop_user(http: httpx.AsyncClient, node: FederatedNode) -> tuple[ApiApp, str, str]:

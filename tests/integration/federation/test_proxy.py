@@ -9,14 +9,13 @@ import pytest
 
 from openmessenger.settings import Settings
 from tests.integration.federation.test_two_nodes import (
-    client_of,
     federated_pair,
     outbox_attempted,
     received,
     settled,
     status_of,
 )
-from tests.support.federation import FederatedNode
+from tests.support.federation import FederatedNode, client_of
 from tests.support.proxy import Socks, running_socks_proxy
 from tests.support.tls import CertificateAuthority
 

@@ -4,34 +4,18 @@ what users on each side see, through the same client API as on one node."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import httpx
-import pytest
 
 from openmessenger.core.ids import Domain
 from tests.support.api import ApiDevice, register
-from tests.support.federation import FederatedNode
+from tests.support.federation import FederatedNode, client_of
 from tests.support.tls import CertificateAuthority
 
 DEADLINE_SECONDS = 20
-# No idle pooled connections: a node stopping over TLS waits (up to 30 s) for each
-# open connection's close_notify, which an idle httpx connection never reads.
-NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)
-
-
-def client_of(node: FederatedNode, ca: CertificateAuthority) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=node.url, verify=ca.client_context(), limits=NO_KEEPALIVE)
-
-
-@pytest.fixture
-async def clients(
-    alpha: FederatedNode, beta: FederatedNode, test_ca: CertificateAuthority
-) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-    async with client_of(alpha, test_ca) as on_alpha, client_of(beta, test_ca) as on_beta:
-        yield on_alpha, on_beta
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:

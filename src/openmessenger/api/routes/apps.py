@@ -16,6 +16,7 @@ from openmessenger.protocol.apps_api import (
     ApiKeyOut,
     AppCreatedOut,
     AppCreateIn,
+    AppDeletedOut,
     AppList,
     AppOut,
     DataDeletedOut,
@@ -93,6 +94,14 @@ async def create_app(body: AppCreateIn, caller: CurrentDevice, services: Service
 @router.get("/apps", response_model=AppList)
 async def my_apps(caller: CurrentDevice, services: Services) -> AppList:
     return AppList(apps=[_app(a) for a in await services.apps.apps_of(caller)])
+
+
+@router.delete("/apps/{app}", response_model=AppDeletedOut)
+async def delete_app(app: str, caller: CurrentDevice, services: Services) -> AppDeletedOut:
+    """Delete the app and, for every account it holds, everything it holds (as
+    ``DELETE /v1/apps/{app}/accounts/{id}/data``); its keys stop at once."""
+    held = await services.account_data.delete_app(caller, app)
+    return AppDeletedOut(accounts=held)
 
 
 @router.get("/apps/{app}/keys", response_model=ApiKeyList)
