@@ -288,6 +288,7 @@ class FederationService:
             return openmsg.KeysQueryAnswer(found=False).model_dump(mode="json")
         return openmsg.KeysQueryAnswer(
             found=True,
+            transport_only=found.encryption is Encryption.TRANSPORT,
             device_list=(
                 SignedDeviceList.model_validate_json(found.device_list)
                 if found.device_list

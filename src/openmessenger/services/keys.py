@@ -299,6 +299,7 @@ class KeyService:
         """How messages to each address are protected, as far as this node can tell
         (an unreachable node's addresses show as transport-encrypted until it answers)."""
         found: dict[Address, Encryption] = {}
+        addresses = list(addresses)  # read twice below
         local = [a for a in addresses if self._is_local(a)]
         if local:
             async with self._uow() as tx:

@@ -54,7 +54,7 @@ class FederatedKeyDirectory:
                 for d in keys.devices
             ),
             device_list=keys.device_list.model_dump_json() if keys.device_list else None,
-            encryption=Encryption.END_TO_END,
+            encryption=Encryption.TRANSPORT if keys.transport_only else Encryption.END_TO_END,
         )
 
     async def end_to_end(self, domain: Domain) -> bool:

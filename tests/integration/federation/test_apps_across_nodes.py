@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import select, update
 
+from openmessenger.client import Client
 from openmessenger.core.apps import Envelope, body_digest, metadata_digest
 from openmessenger.crypto.keys import verify_ed25519
 from openmessenger.protocol.e2e import canonical_json
@@ -25,6 +28,8 @@ from tests.integration.federation.test_two_nodes import (
 from tests.support.api import register
 from tests.support.apps import ApiApp, connect_to, create_app, registered
 from tests.support.federation import FederatedNode
+from tests.support.tls import CertificateAuthority
+from tests.support.webhook_receiver import WebhookReceiver
 
 IMAGE = {"mime": "image/png", "width": 640, "height": 480}
 
@@ -144,3 +149,36 @@ async def test_a_person_on_another_node_refuses_an_app_they_did_not_allow(
     assert sent.status_code == 201  # alpha cannot know beta's lists: beta refuses
     assert await settled(_Acting(shop, account_id), sent.json()["id"]) == "failed"
     assert await person.sync() == []
+
+
+async def test_a_person_on_another_node_writes_to_a_plain_http_app_that_reads_by_webhook(
+    alpha: FederatedNode,
+    beta: FederatedNode,
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    test_ca: CertificateAuthority,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, on_beta = clients
+    shop, account_id, address = await shop_user(on_beta, beta)
+    receiver = WebhookReceiver().start()
+    try:
+        hook = await shop.http.put(
+            "/v1/apps/shop/webhook", json={"url": receiver.webhook_url()}, headers=shop.auth
+        )
+        assert hook.status_code == 200, hook.text
+        monkeypatch.setenv("SSL_CERT_FILE", str(test_ca.ca_bundle))
+        async with Client(alpha.url, tmp_path / "person") as person:
+            code = await shop.act(account_id, "POST", "/v1/codes", {"for": None})
+            assert code.status_code == 201
+            await person.connect(address, code.json()["pass_code"])
+            # beta says the address reads through keys it holds: the SDK on alpha
+            # writes transport-encrypted, so the app can read it.
+            sent = await person.send(address, "is my order ready?")
+            assert sent.encryption == "transport-encrypted"
+        call = await receiver.next()
+        payload = json.loads(call.body)
+        assert payload["account_id"] == account_id
+        assert payload["message"]["body"] == "is my order ready?"
+    finally:
+        receiver.stop()

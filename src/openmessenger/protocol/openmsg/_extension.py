@@ -143,6 +143,9 @@ class KeysQueryAnswer(BaseModel):
     found: bool
     device_list: SignedDeviceList | None = None
     devices: list[RemoteDevice] = Field(default_factory=list, max_length=256)
+    transport_only: bool = False
+    """The address reads through a device whose keys its node holds (a plain-HTTP
+    app, docs/apps.md): write to it transport-encrypted."""
 
 
 class ClaimedRemoteKey(SignedKey):
