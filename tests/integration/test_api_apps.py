@@ -295,3 +295,25 @@ async def test_users_choose_which_apps_reach_them(
     # Native devices are not apps: always delivered.
     reply = await person.send(customer["address"], "native")
     assert reply.status_code == 201
+
+
+async def test_an_app_cannot_do_what_only_the_person_decides(
+    http: httpx.AsyncClient, clock: SettableClock, dump: Dump
+) -> None:
+    app = await create_app(await registered(http, clock), "shop")
+    user = await app.create_account()
+    attempts = [
+        ("DELETE", "/v1/account", None),
+        ("GET", "/v1/account/export", None),
+        ("PUT", "/v1/account/apps", {"apps": ["shop"]}),
+        ("POST", "/v1/account/totp", None),
+        ("POST", f"/v1/devices/{user['device_id']}/revoke", {}),
+        ("POST", "/v1/apps", {"id": "shop-two", "name": "Shop 2"}),
+    ]
+    before = await dump()
+    for method, path, body in attempts:
+        response = await app.act(user["account_id"], method, path, body)
+        assert response.status_code == 403, (path, response.text)
+        assert response.json()["code"] == "not_for_apps", path
+    assert await dump() == before
+    assert (await app.act(user["account_id"], "GET", "/v1/me")).status_code == 200

@@ -9,7 +9,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
 from openmessenger.core.apps import API_KEY_PREFIX, AppCaller
-from openmessenger.core.errors import InvalidInput, NotFound, Unauthenticated
+from openmessenger.core.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from openmessenger.core.records import AuthenticatedDevice
 from openmessenger.protocol.apps_api import ACCOUNT_HEADER
 from openmessenger.services.node import NodeServices
@@ -82,6 +82,21 @@ async def _current_device(request: Request) -> AuthenticatedDevice:
 
 
 CurrentDevice = Annotated[AuthenticatedDevice, Depends(_current_device)]
+
+
+async def _person_device(request: Request) -> AuthenticatedDevice:
+    caller = await authenticate(services_of(request), request.scope)
+    if caller.device.app_id is not None:
+        raise Forbidden(
+            "Only the person's own devices may do this, not an app acting for them.",
+            code="not_for_apps",
+        )
+    return caller
+
+
+PersonDevice = Annotated[AuthenticatedDevice, Depends(_person_device)]
+"""A device that is not an app's: for what only the person decides (which apps
+reach them, registering, deleting or exporting the account, revoking devices)."""
 
 
 async def _services(request: Request) -> NodeServices:

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response, status
 
-from openmessenger.api.deps import CurrentDevice, Services
+from openmessenger.api.deps import CurrentDevice, PersonDevice, Services
 from openmessenger.protocol.apps_api import AllowlistIn, AllowlistOut
 from openmessenger.protocol.client_api import API_PREFIX
 
@@ -23,7 +23,7 @@ async def account_apps(caller: CurrentDevice, services: Services) -> AllowlistOu
 
 @router.put("/account/apps", response_model=AllowlistOut)
 async def set_account_apps(
-    body: AllowlistIn, caller: CurrentDevice, services: Services
+    body: AllowlistIn, caller: PersonDevice, services: Services
 ) -> AllowlistOut:
     """Take messages sent through these apps only (``null``: any app). Messages from
     native devices are not sent through an app and always arrive."""
@@ -38,7 +38,7 @@ async def contact_apps(address: str, caller: CurrentDevice, services: Services) 
 
 @router.put("/contacts/{address}/apps", response_model=AllowlistOut)
 async def set_contact_apps(
-    address: str, body: AllowlistIn, caller: CurrentDevice, services: Services
+    address: str, body: AllowlistIn, caller: PersonDevice, services: Services
 ) -> AllowlistOut:
     """For this contact only; it wins over the account's list (``null``: the account's
     list applies again)."""
@@ -48,7 +48,7 @@ async def set_contact_apps(
 
 
 @router.get("/account/export")
-async def export(caller: CurrentDevice, services: Services) -> dict[str, Any]:
+async def export(caller: PersonDevice, services: Services) -> dict[str, Any]:
     """All of this account's data as JSON: profile, devices and their public keys,
     verified identities (kind and date only: the node keeps them as HMACs),
     contacts, pass codes, key backup, linked apps, allowlists and every message
@@ -57,7 +57,7 @@ async def export(caller: CurrentDevice, services: Services) -> dict[str, Any]:
 
 
 @router.delete("/account", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_account(caller: CurrentDevice, services: Services) -> Response:
+async def delete_account(caller: PersonDevice, services: Services) -> Response:
     """Delete this account and everything of it, now. Export first if you want a copy."""
     await services.account_data.delete_account(caller)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Response, status
 
-from openmessenger.api.deps import CurrentApp, CurrentDevice, Services
+from openmessenger.api.deps import CurrentApp, CurrentDevice, PersonDevice, Services
 from openmessenger.core.apps import ApiKey, App, parse_scopes
 from openmessenger.core.envelope import Encryption
 from openmessenger.protocol.apps_api import (
@@ -80,7 +80,7 @@ def _media_type(info: MediaTypeInfo) -> MediaTypeOut:
 
 
 @router.post("/apps", status_code=status.HTTP_201_CREATED, response_model=AppCreatedOut)
-async def create_app(body: AppCreateIn, caller: CurrentDevice, services: Services) -> AppCreatedOut:
+async def create_app(body: AppCreateIn, caller: PersonDevice, services: Services) -> AppCreatedOut:
     """A new app of the calling (registered) account, with its first API key. An
     anonymous account gets 403 ``registration_required``."""
     created = await services.apps.create_app(

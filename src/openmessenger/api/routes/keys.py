@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from openmessenger.api import render_keys
-from openmessenger.api.deps import CurrentDevice, Services
+from openmessenger.api.deps import CurrentDevice, PersonDevice, Services
 from openmessenger.core.records import SignedOneTimeKey
 from openmessenger.protocol.client_api import (
     API_PREFIX,
@@ -99,7 +99,7 @@ async def own_devices(caller: CurrentDevice, services: Services) -> OwnDeviceLis
 
 @router.post("/devices/{device_id}/revoke", response_model=OwnDeviceList)
 async def revoke_device(
-    device_id: str, body: RevokeDeviceIn, caller: CurrentDevice, services: Services
+    device_id: str, body: RevokeDeviceIn, caller: PersonDevice, services: Services
 ) -> OwnDeviceList:
     """Revoke a device of your account (this one too), with the account's new
     signed device list that leaves it out. Its tokens stop working at once, its

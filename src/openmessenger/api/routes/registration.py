@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 
 from openmessenger.api import render
-from openmessenger.api.deps import CurrentDevice, Services
+from openmessenger.api.deps import CurrentDevice, PersonDevice, Services
 from openmessenger.core.records import OwnerKind
 from openmessenger.protocol.client_api import API_PREFIX, MeOut
 from openmessenger.protocol.registration_api import (
@@ -38,7 +38,7 @@ def _owner_kind(value: OwnerKindStr | None) -> OwnerKind | None:
     response_model=VerificationOut,
 )
 async def start_verification(
-    body: VerificationIn, caller: CurrentDevice, services: Services
+    body: VerificationIn, caller: PersonDevice, services: Services
 ) -> VerificationOut:
     """Send a 6-digit code to an e-mail address or (``sms``) a phone number; it is
     valid for 10 minutes and 5 attempts. At most 5 codes per account, and 5 per
@@ -55,7 +55,7 @@ async def start_verification(
 async def confirm_verification(
     verification_id: VerificationId,
     body: VerificationConfirmIn,
-    caller: CurrentDevice,
+    caller: PersonDevice,
     services: Services,
 ) -> MeOut:
     """Confirm with the code received: the address or number becomes an identity
@@ -69,7 +69,7 @@ async def confirm_verification(
 
 
 @router.post("/account/totp", status_code=status.HTTP_201_CREATED, response_model=TotpSetupOut)
-async def set_up_totp(caller: CurrentDevice, services: Services) -> TotpSetupOut:
+async def set_up_totp(caller: PersonDevice, services: Services) -> TotpSetupOut:
     """A new TOTP secret for an authenticator app (shown once; replaces one not yet
     confirmed). 409 ``totp_already_set`` once confirmed."""
     enrolment = await services.registration.totp_setup(caller)
@@ -77,7 +77,7 @@ async def set_up_totp(caller: CurrentDevice, services: Services) -> TotpSetupOut
 
 
 @router.post("/account/totp/confirm", response_model=MeOut)
-async def confirm_totp(body: TotpConfirmIn, caller: CurrentDevice, services: Services) -> MeOut:
+async def confirm_totp(body: TotpConfirmIn, caller: PersonDevice, services: Services) -> MeOut:
     """Confirm TOTP with a current code: the account is registered. A code is
     taken once; 5 wrong codes in a row lock TOTP for 30 to 60 s (429 with
     Retry-After), longer each further time."""
