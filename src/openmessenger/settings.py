@@ -76,7 +76,9 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = Field(default=True, description="upgrade the SMTP connection with TLS")
-    smtp_from: str | None = Field(default=None, description="sender address (default: node@domain)")
+    smtp_from: str | None = Field(
+        default=None, description="sender address (default: openmessenger@DOMAIN)"
+    )
     sms_webhook_url: str | None = Field(
         default=None, description="HTTPS URL the node POSTs {to, text} to, to send an SMS"
     )

@@ -56,6 +56,8 @@ def test_a_registered_owner_makes_an_app_and_its_key_works(
     created = one_json_line(run("owner", "apps", "create", "shop", "--name", "Shop", "--json"))
     assert created["app_id"] == "shop" and created["api_key"].startswith("omk_")
     assert run("owner", "apps", "list").stdout == "shop\n"
+    refused = run("owner", "delete-account", "--yes", exit_code=1)
+    assert "account_owns_apps" in refused.stderr or "owns apps" in refused.stderr
     answer = httpx.post(
         f"{node_url}/v1/apps/shop/accounts",
         json={"display_name": "Customer"},
@@ -73,13 +75,26 @@ def test_choosing_apps_exporting_and_deleting(run: Run) -> None:
     alice, bob = connect_pair(run)
     run("bob", "send", alice, "hello alice")
     assert run("alice", "apps", "allow", "shop", "bank").stdout == "from anyone: shop, bank\n"
+    assert one_json_line(run("alice", "apps", "allow", "bank", "--json")) == {
+        "contact": None,
+        "apps": ["bank"],
+    }
     assert "any app" in run("alice", "apps", "allow", "--any", "--contact", bob).stdout
     exported = json.loads(run("alice", "export").stdout)
     assert exported["account"][0]["address"] == alice
-    assert [row["apps"] for row in exported["app_allowlists"]] == [["bank", "shop"]]
+    assert [row["apps"] for row in exported["app_allowlists"]] == [["bank"]]
     assert len(exported["messages"]) == 1
     refused = run("alice", "delete-account", exit_code=2)
     assert "--yes" in refused.stderr
     assert run("alice", "delete-account", "--yes").stdout == f"deleted {alice}\n"
     gone = run("bob", "send", alice, "are you there?", exit_code=1)
     assert "refused" in gone.stderr
+
+
+def test_an_owner_deletes_an_app_then_the_account(run: Run, registered_owner: str) -> None:
+    one_json_line(run("owner", "apps", "create", "shop", "--name", "Shop", "--json"))
+    deleted = one_json_line(run("owner", "apps", "delete", "shop", "--yes", "--json"))
+    assert deleted == {"app_id": "shop", "accounts": 0}
+    assert run("owner", "apps", "list").stdout == ""
+    gone = one_json_line(run("owner", "delete-account", "--yes", "--json"))
+    assert gone == {"deleted": registered_owner}

@@ -260,9 +260,9 @@ def revoke_key(
     ca_file: CaFileOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Revoke an API key of APP: with --url it stops working at once; run locally, a
-    running node may still accept it for up to 10 seconds (its processes remember
-    valid keys that long).
+    """Revoke an API key of APP. The node's processes remember valid keys for up to
+    10 seconds: with --url the process that answers stops taking it at once, the
+    others (and, run locally, all of them) within those 10 seconds.
 
     JSON: {"app_id": "shop", "id": "<key id>", "state": "revoked"}."""
     app = _checked(parse_app_id, app, "APP")

@@ -41,6 +41,7 @@ def register(app: typer.Typer) -> None:
     apps_app.command("create")(create_app)
     apps_app.command("list")(list_apps)
     apps_app.command("allow")(allow)
+    apps_app.command("delete")(delete_app)
 
 
 def register_account(
@@ -132,6 +133,7 @@ def allow(
     contact: Annotated[str | None, typer.Option(help="for this contact only")] = None,
     server: ServerOption = None,
     profile: ProfileOption = DEFAULT_PROFILE,
+    json_: JsonOption = False,
 ) -> None:
     """Take messages sent through these apps only (--any: from any app). Messages
     from people's own devices always arrive."""
@@ -139,9 +141,14 @@ def allow(
         raise typer.BadParameter("give app ids, or --any")
 
     async def action(client: Client) -> None:
-        await client.allow_apps(None if any_app else list(apps or []), contact=contact)
+        allowed = None if any_app else list(apps or [])
+        await client.allow_apps(allowed, contact=contact)
         scope = f"from {contact}" if contact else "from anyone"
-        typer.echo(f"{scope}: {'any app' if any_app else ', '.join(apps or [])}")
+        _print(
+            {"contact": contact, "apps": allowed},
+            f"{scope}: {'any app' if allowed is None else ', '.join(allowed)}",
+            json_,
+        )
 
     _run(server, profile, action)
 
@@ -165,10 +172,34 @@ def export(
     _run(server, profile, action)
 
 
+def delete_app(
+    app_id: Annotated[str, typer.Argument(help="an app of your account")],
+    yes: Annotated[bool, typer.Option("--yes", help="really delete, now")] = False,
+    server: ServerOption = None,
+    profile: ProfileOption = DEFAULT_PROFILE,
+    json_: JsonOption = False,
+) -> None:
+    """Delete an app with everything it holds for every account (their accounts go
+    too where nothing else holds them); its keys stop working."""
+    if not yes:
+        raise typer.BadParameter("deleting cannot be undone: add --yes")
+
+    async def action(client: Client) -> None:
+        held = await client.delete_app(app_id)
+        _print(
+            {"app_id": app_id, "accounts": held},
+            f"deleted {app_id} and its data for {held} account(s)",
+            json_,
+        )
+
+    _run(server, profile, action)
+
+
 def delete_account(
     yes: Annotated[bool, typer.Option("--yes", help="really delete, now")] = False,
     server: ServerOption = None,
     profile: ProfileOption = DEFAULT_PROFILE,
+    json_: JsonOption = False,
 ) -> None:
     """Delete this account and everything of it on the node (export first to keep a copy)."""
     if not yes:
@@ -177,6 +208,6 @@ def delete_account(
     async def action(client: Client) -> None:
         address = client.address
         await client.delete_account()
-        typer.echo(f"deleted {address}")
+        _print({"deleted": address}, f"deleted {address}", json_)
 
     _run(server, profile, action)

@@ -4,6 +4,7 @@ Shares ``core``, ``protocol`` and ``crypto`` with the node and never imports
 the node's adapters (storage, api, services, bus, wiring).
 """
 
+from openmessenger.client.apps import AppSigning, AppTag, ProvenanceError
 from openmessenger.client.client import Client
 from openmessenger.client.errors import (
     ApiError,
@@ -23,6 +24,8 @@ from openmessenger.client.state import STATE_VERSION, DeviceState, StateStore
 __all__ = [
     "STATE_VERSION",
     "ApiError",
+    "AppSigning",
+    "AppTag",
     "Client",
     "ClientError",
     "CodeInfo",
@@ -36,6 +39,7 @@ __all__ = [
     "Message",
     "NotAContactError",
     "ProtocolError",
+    "ProvenanceError",
     "RefusedError",
     "ServerUnreachableError",
     "StateError",

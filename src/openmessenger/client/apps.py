@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from openmessenger.client.errors import ClientError
 from openmessenger.core.apps import Envelope, body_digest, metadata_digest
 from openmessenger.core.ids import Address, DeviceId
 from openmessenger.crypto.app_keys import sign_with_seed
@@ -45,7 +46,7 @@ class AppTag:
     """The app signed the envelope with its key too (an app using the SDK)."""
 
 
-class ProvenanceError(Exception):
+class ProvenanceError(ClientError):
     """The app tag does not verify for this message."""
 
 

@@ -286,7 +286,11 @@ class Client(AccountDevices, AccountOwner):
                 await asyncio.sleep(RETRY_DELAYS_SECONDS[attempt])
         await engine.back_up()
         sent = transport.parse_response(wire.MessageOut, response)
-        return Message.from_wire(sent, text=text, app=await self._app_tag(sent, str(body.body)))
+        try:
+            tag = await self._app_tag(sent, str(body.body))
+        except ProvenanceError as exc:  # sent, but the node's answer does not check out
+            return Message.from_wire(sent, text=text, error=str(exc))
+        return Message.from_wire(sent, text=text, app=tag)
 
     async def message(self, message_id: str) -> Message:
         """One message this account sent or received, with its current ``status``."""

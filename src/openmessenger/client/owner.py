@@ -110,6 +110,12 @@ class AccountOwner:
         )
         return CreatedApp(answer.app.id, answer.app.name, answer.api_key.key, answer.signing_seed)
 
+    async def delete_app(self, app_id: str) -> int:
+        """Delete an app of this account with everything it holds for every account;
+        returns how many accounts it held."""
+        response = await self._call("DELETE", f"/apps/{quote(app_id)}")
+        return transport.parse_response(apps_api.AppDeletedOut, response).accounts
+
     async def apps(self) -> list[str]:
         answer = transport.parse_response(apps_api.AppList, await self._call("GET", "/apps"))
         return [app.id for app in answer.apps]

@@ -84,7 +84,7 @@ class AccountData:
         async with self._uow() as tx:
             if await tx.erasure.owns_apps(account):
                 raise Conflict(
-                    "This account owns apps; delete them (or hand them over) first.",
+                    "This account owns apps; delete them first (DELETE /v1/apps/{app}).",
                     code="account_owns_apps",
                 )
             gone = await tx.devices.ids_of_account(account)

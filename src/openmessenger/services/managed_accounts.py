@@ -207,8 +207,8 @@ class ManagedAccounts:
             assert target is not None
             if await tx.connections.list_for(account.id):
                 raise Conflict(
-                    "This account has contacts already; accounts with contacts on both "
-                    "sides are not merged.",
+                    "This account has contacts already, so it is not merged into the "
+                    "account that proved the identity first; prove it before connecting.",
                     code="account_has_connections",
                 )
             destroyed = await self._merge(tx, account.id, target.id)
