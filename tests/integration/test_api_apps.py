@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import httpx
 
 from openmessenger.core.apps import Envelope, body_digest
-from openmessenger.crypto.app_keys import sign_with_seed
+from openmessenger.crypto.app_keys import AppKeyPair, sign_with_seed
 from openmessenger.crypto.keys import verify_ed25519
 from tests.support.api import Dump, register, rows_mentioning
 from tests.support.apps import connect_to, create_app, registered
@@ -129,18 +129,19 @@ async def test_the_node_attests_which_app_a_message_came_through(
         user["device_id"],
         sent_at,
     )
-    signed = envelope.node_signed_bytes(
-        node=tag["node"], message_id=message["id"], sent_at_s=sent_at
-    )
-    assert verify_ed25519(node_key, signed, tag["attestation"])
+
+    def attested(envelope: Envelope, app_key: str) -> bytes:
+        return envelope.node_signed_bytes(
+            node=tag["node"], message_id=message["id"], sent_at_s=sent_at, app_key=app_key
+        )
+
+    assert verify_ed25519(node_key, attested(envelope, tag["app_key"]), tag["attestation"])
     assert verify_ed25519(tag["app_key"], envelope.app_signed_bytes(), tag["app_signature"])
-    # Altered in any field (here: the app), the attestation no longer verifies.
+    # Altered in any field (here: the app, or the app key), it no longer verifies.
     altered = replace(envelope, app_id="bank")
-    assert not verify_ed25519(
-        node_key,
-        altered.node_signed_bytes(node=tag["node"], message_id=message["id"], sent_at_s=sent_at),
-        tag["attestation"],
-    )
+    assert not verify_ed25519(node_key, attested(altered, tag["app_key"]), tag["attestation"])
+    other_key = AppKeyPair.generate().public_key
+    assert not verify_ed25519(node_key, attested(envelope, other_key), tag["attestation"])
 
     # A signature made for another body is refused, and nothing is stored.
     refused = await app.act(

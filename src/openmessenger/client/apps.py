@@ -119,7 +119,7 @@ def check_tag(
     checked_here = tag.node == own_node
     if checked_here:
         signed = envelope.node_signed_bytes(
-            node=tag.node, message_id=tag.message_id, sent_at_s=tag.sent_at
+            node=tag.node, message_id=tag.message_id, sent_at_s=tag.sent_at, app_key=tag.app_key
         )
         if own_node_key is None or not verify_ed25519(own_node_key, signed, tag.attestation):
             raise ProvenanceError(

@@ -171,8 +171,11 @@ class Envelope:
             self.metadata_sha256 or "",
         )
 
-    def node_signed_bytes(self, *, node: str, message_id: str, sent_at_s: int) -> bytes:
-        """What the sender's node attests."""
+    def node_signed_bytes(
+        self, *, node: str, message_id: str, sent_at_s: int, app_key: str
+    ) -> bytes:
+        """What the sender's node attests: also the app key it knew the app by, so
+        that the app's own signature cannot be swapped for another key's."""
         return _lines(
             "openmessenger-node-attestation",
             PROVENANCE_VERSION,
@@ -180,6 +183,7 @@ class Envelope:
             message_id,
             sent_at_s,
             self.app_id,
+            app_key,
             self.sender,
             self.sender_device,
             self.to,

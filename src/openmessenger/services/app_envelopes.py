@@ -133,7 +133,10 @@ class AppEnvelopes:
             return None
         sent_at_s = int(sent_at.timestamp())
         signed = prepared.envelope.node_signed_bytes(
-            node=self._domain, message_id=message_id, sent_at_s=sent_at_s
+            node=self._domain,
+            message_id=message_id,
+            sent_at_s=sent_at_s,
+            app_key=prepared.app.signing_key,
         )
         return Provenance(
             app_id=prepared.app.id,
@@ -195,9 +198,12 @@ class RemoteEnvelope:
         return self.wire.app
 
     def attested_bytes(self, node: str) -> bytes:
-        assert self.envelope is not None
+        assert self.envelope is not None and self.wire.app is not None
         return self.envelope.node_signed_bytes(
-            node=node, message_id=self.wire.message_id, sent_at_s=self.wire.sent_at
+            node=node,
+            message_id=self.wire.message_id,
+            sent_at_s=self.wire.sent_at,
+            app_key=self.wire.app.app_key,
         )
 
     def provenance(self, node: str) -> Provenance:

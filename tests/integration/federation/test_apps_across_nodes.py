@@ -77,7 +77,10 @@ async def test_an_app_tag_crosses_nodes_and_verifies_with_the_senders_node_key(
         metadata_sha256=metadata_digest(canonical_json(IMAGE).decode()),
     )
     signed = envelope.node_signed_bytes(
-        node="alpha.test", message_id=tag["message_id"], sent_at_s=tag["sent_at"]
+        node="alpha.test",
+        message_id=tag["message_id"],
+        sent_at_s=tag["sent_at"],
+        app_key=tag["app_key"],
     )
     assert verify_ed25519(alpha_key, signed, tag["attestation"])
 
