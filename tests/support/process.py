@@ -48,7 +48,6 @@ class NodeProcess:
     url: str = ""
     log: list[str] = field(default_factory=list)
     _process: subprocess.Popen[str] | None = None
-    _listening: threading.Event = field(default_factory=threading.Event)
 
     def start(self, timeout: float = 60) -> NodeProcess:
         command = [
@@ -62,25 +61,30 @@ class NodeProcess:
         if self.database_url:
             command += ["--database-url", self.database_url]
         env = {**os.environ, "OPENMESSENGER_NODE_SECRET": self.node_secret, **self.env}
-        self._listening.clear()
+        # A fresh event and reader for each start: the reader of a process killed
+        # before must not report this one as listening (on the old port).
+        listening = threading.Event()
+        self.url = ""
         self._process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )
-        threading.Thread(target=self._read_log, daemon=True).start()
-        if not self._listening.wait(timeout) or not self.url:
+        threading.Thread(
+            target=self._read_log, args=(self._process, listening), daemon=True
+        ).start()
+        if not listening.wait(timeout) or not self.url:
             self.kill()
             raise RuntimeError("the node did not start:\n" + "\n".join(self.log[-30:]))
         return self
 
-    def _read_log(self) -> None:
-        assert self._process is not None and self._process.stdout is not None
-        for line in self._process.stdout:
+    def _read_log(self, process: subprocess.Popen[str], listening: threading.Event) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
             self.log.append(line.rstrip())
             found = _LISTENING.search(line)
             if found:
                 self.url = found.group(1)
-                self._listening.set()
-        self._listening.set()  # the process ended: stop waiting
+                listening.set()
+        listening.set()  # the process ended: stop waiting
 
     def kill(self) -> None:
         """``kill -9``: no shutdown code runs."""
