@@ -175,12 +175,22 @@ messages = Table(
     # App gateway (docs/apps.md): the app a message came through, with the
     # node's attestation (and the app's signature) as JSON; the media type and
     # its metadata (JSON), envelope fields the node reads and validates.
-    Column("app_id", String(32), index=True),
+    Column("app_id", String(32)),
     Column("provenance", Text),
     Column("media_type", String(200), nullable=False, server_default="text"),
     Column("media_metadata", Text),
     UniqueConstraint("conversation_id", "seq", name="uq_messages_conversation_seq"),
     UniqueConstraint("sender_device", "client_txn_id", name="uq_messages_sender_txn"),
+)
+
+# Messages sent through an app, by sender (deleting an app's data for an account).
+# Partial: the many messages from people's own devices do not pay for it.
+Index(
+    "ix_messages_app_sender",
+    messages.c.app_id,
+    messages.c.sender,
+    sqlite_where=messages.c.app_id.isnot(None),
+    postgresql_where=messages.c.app_id.isnot(None),
 )
 
 device_streams = Table(

@@ -207,12 +207,18 @@ def upgrade() -> None:
             sa.Column("media_type", sa.String(length=200), server_default="text", nullable=False)
         )
         batch_op.add_column(sa.Column("media_metadata", sa.Text(), nullable=True))
-        batch_op.create_index(batch_op.f("ix_messages_app_id"), ["app_id"], unique=False)
+        batch_op.create_index(
+            "ix_messages_app_sender",
+            ["app_id", "sender"],
+            unique=False,
+            sqlite_where=sa.text("app_id IS NOT NULL"),
+            postgresql_where=sa.text("app_id IS NOT NULL"),
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("messages", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_messages_app_id"))
+        batch_op.drop_index("ix_messages_app_sender")
         batch_op.drop_column("media_metadata")
         batch_op.drop_column("media_type")
         batch_op.drop_column("provenance")
