@@ -134,7 +134,8 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
     gate = FederationGate(
         uow,
         clock,
-        SlidingWindowLimiter(),
+        # Shared through Redis too when one is configured, like the API's limits.
+        SlidingWindowLimiter.from_uri(settings.rate_limit_storage),
         FederationRates(
             per_domain=settings.openmsg_domain_rate_limit,
             per_address=settings.openmsg_address_rate_limit,

@@ -98,10 +98,11 @@ def _outbox_query() -> Any:
 
 
 def _outbox_item(row: Any, keys: GrantKeys | None) -> OutboxItem:
-    body, metadata = row.body, row.media_metadata
+    body, metadata, sealed_plaintext = row.body, row.media_metadata, row.sealed_plaintext
     if keys is not None:
         body = keys.unwrap(body) or ""
         metadata = keys.unwrap(metadata) if metadata else None
+        sealed_plaintext = keys.unwrap(sealed_plaintext) if sealed_plaintext else None
     return OutboxItem(
         message_id=MessageId(row.message_id),
         owner_account_id=AccountId(row.owner_account_id),
@@ -114,7 +115,7 @@ def _outbox_item(row: Any, keys: GrantKeys | None) -> OutboxItem:
         attempts=int(row.attempts),
         give_up_at=row.give_up_at,
         sealed_link=row.sealed,
-        sealed_plaintext=row.sealed_plaintext,
+        sealed_plaintext=sealed_plaintext,
         encryption=Encryption(row.encryption),
         sender_device=row.sender_device,
         sent_at=row.sent_at,

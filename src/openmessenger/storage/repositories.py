@@ -549,7 +549,7 @@ class SqlMessages(Repository):
             )
             rows.append(_message_row(stored, requests[index].client_txn_id, self._keys))
             if seal is not None:
-                outbox_rows.append(_outbox_row(requests[index], seal))
+                outbox_rows.append(_outbox_row(requests[index], seal, self._keys))
             stream_rows += [
                 {"device_id": e.device_id, "position": e.position, "message_id": stored.id}
                 for e in events
@@ -750,7 +750,14 @@ class _SendContact(NamedTuple):
     peer_accepts: bool
 
 
-def _outbox_row(request: SendRequest, seal: OutboundSeal) -> dict[str, Any]:
+def _outbox_row(
+    request: SendRequest, seal: OutboundSeal, keys: GrantKeys | None = None
+) -> dict[str, Any]:
+    sealed_plaintext = seal.sealed_plaintext
+    if sealed_plaintext is not None and request.grant_key_id is not None and keys is not None:
+        # An app's text waiting for delivery is under its grant key as well: a
+        # backup taken meanwhile cannot give it up once the app's data is deleted.
+        sealed_plaintext = keys.wrap(request.grant_key_id, sealed_plaintext)
     return {
         "message_id": request.message_id,
         "owner_account_id": request.sender_account,
@@ -762,7 +769,7 @@ def _outbox_row(request: SendRequest, seal: OutboundSeal) -> dict[str, Any]:
         "next_attempt_at": request.sent_at,
         "give_up_at": seal.give_up_at,
         "lease_until": seal.lease_until,
-        "sealed_plaintext": seal.sealed_plaintext,
+        "sealed_plaintext": sealed_plaintext,
     }
 
 

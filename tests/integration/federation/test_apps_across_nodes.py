@@ -17,7 +17,7 @@ from openmessenger.client import Client
 from openmessenger.core.apps import Envelope, body_digest, metadata_digest
 from openmessenger.crypto.keys import verify_ed25519
 from openmessenger.protocol.e2e import canonical_json
-from openmessenger.storage.tables import messages
+from openmessenger.storage.tables import messages, openmsg_outbox
 from tests.integration.federation.test_two_nodes import (
     advance,
     eventually,
@@ -119,6 +119,9 @@ async def test_a_tag_altered_on_the_way_is_refused_and_nothing_is_stored(
                     select(messages.c.provenance).where(messages.c.id == sent.json()["id"])
                 )
             ).scalar_one()
+            # Meanwhile the text waiting for delivery is under the app's grant key.
+            waiting = (await conn.execute(select(openmsg_outbox.c.sealed_plaintext))).scalar_one()
+            assert waiting.startswith("om.grant.v1:")
             forged = {**json.loads(stored), "app_id": "bank"}
             await conn.execute(
                 update(messages)
