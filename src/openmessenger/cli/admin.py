@@ -305,56 +305,52 @@ class LocalOperator:
     async def create_app(
         self, owner: str, app_id: str, name: str, signing_key: str | None
     ) -> AppCreatedOut:
-        from openmessenger.api.routes.apps import _app, _issued
+        from openmessenger.api import render_apps
 
         created = await self._apps().create_app(
             owner, app_id=app_id, name=name, signing_key=signing_key
         )
-        return AppCreatedOut(
-            app=_app(created.app),
-            api_key=_issued(created.api_key),
-            signing_seed=created.signing_seed,
-        )
+        return render_apps.created(created)
 
     async def apps(self, owner: str | None) -> AdminAppList:
-        from openmessenger.api.routes.apps import _app
+        from openmessenger.api import render_apps
 
         found = await self._apps().apps(owner)
         return AdminAppList.model_validate(
-            {"apps": [{**_app(o.app).model_dump(), "owner": o.owner} for o in found]}
+            {"apps": [{**render_apps.app(o.app).model_dump(), "owner": o.owner} for o in found]}
         )
 
     async def keys(self, app: str) -> ApiKeyList:
-        from openmessenger.api.routes.apps import _key_fields
+        from openmessenger.api import render_apps
 
         found = await self._apps().keys(app)
-        return ApiKeyList.model_validate({"keys": [_key_fields(k) for k in found]})
+        return ApiKeyList(keys=[render_apps.api_key(k) for k in found])
 
     async def issue_key(
         self, app: str, scopes: list[str] | None, label: str | None
     ) -> IssuedKeyOut:
-        from openmessenger.api.routes.apps import _issued
+        from openmessenger.api import render_apps
 
-        return _issued(await self._apps().issue_key(app, scopes, label))
+        return render_apps.issued(await self._apps().issue_key(app, scopes, label))
 
     async def revoke_key(self, app: str, key_id: str) -> None:
         await self._apps().revoke_key(app, key_id)
 
     async def rotate_key(self, app: str, key_id: str, grace_seconds: int) -> IssuedKeyOut:
-        from openmessenger.api.routes.apps import _issued
+        from openmessenger.api import render_apps
 
-        return _issued(await self._apps().rotate_key(app, key_id, grace_seconds))
+        return render_apps.issued(await self._apps().rotate_key(app, key_id, grace_seconds))
 
     async def register_media_type(self, app: str, name: str, schema: object) -> MediaTypeOut:
-        from openmessenger.api.routes.apps import _media_type
+        from openmessenger.api import render_apps
 
-        return _media_type(await self._apps().register_media_type(app, name, schema))
+        return render_apps.media_type(await self._apps().register_media_type(app, name, schema))
 
     async def media_types(self, app: str) -> MediaTypeList:
-        from openmessenger.api.routes.apps import _media_type
+        from openmessenger.api import render_apps
 
         found = await self._apps().media_types(app)
-        return MediaTypeList(media_types=[_media_type(m) for m in found])
+        return MediaTypeList(media_types=[render_apps.media_type(m) for m in found])
 
 
 class _NodeSecretProblem(Exception):

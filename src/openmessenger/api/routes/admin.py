@@ -14,8 +14,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.routing import APIRoute
 
+from openmessenger.api import render_apps
 from openmessenger.api.deps import Services, bearer_token, services_of
-from openmessenger.api.routes.apps import _app, _issued, _key_fields, _media_type
 from openmessenger.core.ids import parse_domain
 from openmessenger.protocol.admin_api import (
     ADMIN_PREFIX,
@@ -30,7 +30,6 @@ from openmessenger.protocol.admin_api import (
 from openmessenger.protocol.apps_api import (
     ApiKeyIn,
     ApiKeyList,
-    ApiKeyOut,
     AppCreatedOut,
     IssuedKeyOut,
     MediaTypeIn,
@@ -107,9 +106,7 @@ async def create_app(body: AdminAppCreateIn, services: Services) -> AppCreatedOu
     created = await services.operator.create_app(
         body.owner, app_id=body.id, name=body.name, signing_key=body.signing_key
     )
-    return AppCreatedOut(
-        app=_app(created.app), api_key=_issued(created.api_key), signing_seed=created.signing_seed
-    )
+    return render_apps.created(created)
 
 
 @router.get("/apps", response_model=AdminAppList)
@@ -119,7 +116,7 @@ async def apps(
     found = await services.operator.apps(owner)
     return AdminAppList(
         apps=[
-            AdminAppOut.model_validate({**_app(o.app).model_dump(), "owner": o.owner})
+            AdminAppOut.model_validate({**render_apps.app(o.app).model_dump(), "owner": o.owner})
             for o in found
         ]
     )
@@ -128,12 +125,12 @@ async def apps(
 @router.get("/apps/{app}/keys", response_model=ApiKeyList)
 async def keys(app: AppPath, services: Services) -> ApiKeyList:
     found = await services.operator.keys(app)
-    return ApiKeyList(keys=[ApiKeyOut.model_validate(_key_fields(k)) for k in found])
+    return ApiKeyList(keys=[render_apps.api_key(k) for k in found])
 
 
 @router.post("/apps/{app}/keys", status_code=status.HTTP_201_CREATED, response_model=IssuedKeyOut)
 async def issue_key(app: AppPath, body: ApiKeyIn, services: Services) -> IssuedKeyOut:
-    return _issued(await services.operator.issue_key(app, body.scopes, body.label))
+    return render_apps.issued(await services.operator.issue_key(app, body.scopes, body.label))
 
 
 @router.post(
@@ -145,7 +142,7 @@ async def rotate_key(
     app: AppPath, key_id: KeyIdPath, body: RotateIn, services: Services
 ) -> IssuedKeyOut:
     """A new key with the same scopes; the old one stops working after ``grace_seconds``."""
-    return _issued(await services.operator.rotate_key(app, key_id, body.grace_seconds))
+    return render_apps.issued(await services.operator.rotate_key(app, key_id, body.grace_seconds))
 
 
 @router.delete("/apps/{app}/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -160,7 +157,7 @@ async def revoke_key(app: AppPath, key_id: KeyIdPath, services: Services) -> Res
 )
 async def register_media_type(app: AppPath, body: MediaTypeIn, services: Services) -> MediaTypeOut:
     """A custom media type ``app.<app>.<name>`` whose metadata must match ``schema``."""
-    return _media_type(
+    return render_apps.media_type(
         await services.operator.register_media_type(app, body.name, body.json_schema)
     )
 
@@ -168,4 +165,4 @@ async def register_media_type(app: AppPath, body: MediaTypeIn, services: Service
 @router.get("/apps/{app}/media-types", response_model=MediaTypeList)
 async def media_types(app: AppPath, services: Services) -> MediaTypeList:
     found = await services.operator.media_types(app)
-    return MediaTypeList(media_types=[_media_type(m) for m in found])
+    return MediaTypeList(media_types=[render_apps.media_type(m) for m in found])

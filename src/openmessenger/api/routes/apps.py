@@ -7,18 +7,16 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Response, status
 
+from openmessenger.api import render_apps
 from openmessenger.api.deps import CurrentApp, CurrentDevice, PersonDevice, Services
-from openmessenger.core.apps import ApiKey, App, parse_scopes
-from openmessenger.core.envelope import Encryption
+from openmessenger.core.apps import parse_scopes
 from openmessenger.protocol.apps_api import (
     ApiKeyIn,
     ApiKeyList,
-    ApiKeyOut,
     AppCreatedOut,
     AppCreateIn,
     AppDeletedOut,
     AppList,
-    AppOut,
     DataDeletedOut,
     IssuedKeyOut,
     ManagedAccountIn,
@@ -33,47 +31,9 @@ from openmessenger.protocol.apps_api import (
     RotateIn,
 )
 from openmessenger.protocol.client_api import API_PREFIX
-from openmessenger.services.apps import IssuedKey, MediaTypeInfo
-from openmessenger.services.managed_accounts import DeviceProof, ManagedAccount
+from openmessenger.services.managed_accounts import DeviceProof
 
 router = APIRouter(prefix=API_PREFIX, tags=["apps"])
-
-
-def _app(app: App) -> AppOut:
-    return AppOut(id=app.id, name=app.name, signing_key=app.signing_key, created_at=app.created_at)
-
-
-def _key_fields(key: ApiKey) -> dict[str, object]:
-    return {
-        "id": key.id,
-        "scopes": sorted(s.value for s in key.scopes),
-        "label": key.label,
-        "created_at": key.created_at,
-        "expires_at": key.expires_at,
-        "revoked_at": key.revoked_at,
-    }
-
-
-def _issued(issued: IssuedKey) -> IssuedKeyOut:
-    return IssuedKeyOut.model_validate({**_key_fields(issued.key), "key": issued.secret})
-
-
-def _managed(found: ManagedAccount) -> ManagedAccountOut:
-    encryption = Encryption.TRANSPORT if found.device.node_held else Encryption.END_TO_END
-    return ManagedAccountOut(
-        account_id=found.account.id,
-        address=found.account.address,
-        display_name=found.account.display_name,
-        device_id=found.device.id,
-        encryption=encryption.value,
-        created_at=found.account.created_at,
-    )
-
-
-def _media_type(info: MediaTypeInfo) -> MediaTypeOut:
-    return MediaTypeOut.model_validate(
-        {"name": info.name, "schema": info.schema, "created_at": info.created_at}
-    )
 
 
 # --- for the app's owner (a registered account's device) -----------------------------
@@ -86,14 +46,12 @@ async def create_app(body: AppCreateIn, caller: PersonDevice, services: Services
     created = await services.apps.create_app(
         caller, app_id=body.id, name=body.name, signing_key=body.signing_key
     )
-    return AppCreatedOut(
-        app=_app(created.app), api_key=_issued(created.api_key), signing_seed=created.signing_seed
-    )
+    return render_apps.created(created)
 
 
 @router.get("/apps", response_model=AppList)
 async def my_apps(caller: CurrentDevice, services: Services) -> AppList:
-    return AppList(apps=[_app(a) for a in await services.apps.apps_of(caller)])
+    return AppList(apps=[render_apps.app(a) for a in await services.apps.apps_of(caller)])
 
 
 @router.delete("/apps/{app}", response_model=AppDeletedOut)
@@ -109,7 +67,7 @@ async def keys(app: str, caller: CurrentDevice, services: Services) -> ApiKeyLis
     """The app's API keys (never the keys themselves: the node keeps only HMACs)."""
     owned = await services.apps.owned_app(caller, app)
     found = await services.apps.keys(owned.id)
-    return ApiKeyList(keys=[ApiKeyOut.model_validate(_key_fields(k)) for k in found])
+    return ApiKeyList(keys=[render_apps.api_key(k) for k in found])
 
 
 @router.post("/apps/{app}/keys", status_code=status.HTTP_201_CREATED, response_model=IssuedKeyOut)
@@ -118,7 +76,7 @@ async def issue_key(
 ) -> IssuedKeyOut:
     owned = await services.apps.owned_app(caller, app)
     scopes = parse_scopes(body.scopes)
-    return _issued(await services.apps.issue_key(owned.id, scopes, body.label))
+    return render_apps.issued(await services.apps.issue_key(owned.id, scopes, body.label))
 
 
 @router.post(
@@ -132,7 +90,7 @@ async def rotate_key(
     """A new key with the same scopes; the old one stops working after ``grace_seconds``."""
     owned = await services.apps.owned_app(caller, app)
     grace = timedelta(seconds=body.grace_seconds)
-    return _issued(await services.apps.rotate_key(owned.id, key_id, grace))
+    return render_apps.issued(await services.apps.rotate_key(owned.id, key_id, grace))
 
 
 @router.delete("/apps/{app}/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -157,14 +115,14 @@ async def create_account(
     ``Openmessenger-Account: <account_id>``."""
     proof = DeviceProof(**body.device.model_dump()) if body.device is not None else None
     created = await services.managed.create(caller, display_name=body.display_name, device=proof)
-    return _managed(created)
+    return render_apps.managed(created)
 
 
 @router.get("/apps/{app}/accounts/{account_id}", response_model=ManagedAccountOut)
 async def account(
     app: str, account_id: str, caller: CurrentApp, services: Services
 ) -> ManagedAccountOut:
-    return _managed(await services.managed.get(caller, account_id))
+    return render_apps.managed(await services.managed.get(caller, account_id))
 
 
 @router.delete("/apps/{app}/accounts/{account_id}/data", response_model=DataDeletedOut)
@@ -186,13 +144,15 @@ async def register_media_type(
     app: str, body: MediaTypeIn, caller: CurrentApp, services: Services
 ) -> MediaTypeOut:
     """A custom media type ``app.<app>.<name>`` whose metadata must match ``schema``."""
-    return _media_type(await services.apps.register_media_type(caller, body.name, body.json_schema))
+    return render_apps.media_type(
+        await services.apps.register_media_type(caller, body.name, body.json_schema)
+    )
 
 
 @router.get("/apps/{app}/media-types", response_model=MediaTypeList)
 async def media_types(app: str, caller: CurrentApp, services: Services) -> MediaTypeList:
     found = await services.apps.media_types(caller.app.id)
-    return MediaTypeList(media_types=[_media_type(m) for m in found])
+    return MediaTypeList(media_types=[render_apps.media_type(m) for m in found])
 
 
 @router.post(
