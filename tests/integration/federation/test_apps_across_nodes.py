@@ -25,7 +25,7 @@ from tests.integration.federation.test_two_nodes import (
     outbox_attempted,
     settled,
 )
-from tests.support.api import register
+from tests.support.api import ApiDevice, register
 from tests.support.apps import ApiApp, connect_to, create_app, registered
 from tests.support.federation import FederatedNode
 from tests.support.tls import CertificateAuthority
@@ -40,15 +40,24 @@ async def shop_user(http: httpx.AsyncClient, node: FederatedNode) -> tuple[ApiAp
     return shop, user["account_id"], user["address"]
 
 
+async def shop_user_and_person(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient], alpha: FederatedNode
+) -> tuple[ApiApp, str, str, ApiDevice]:
+    """A shop's user on alpha, connected with a person on beta (by the person's code)."""
+    on_alpha, on_beta = clients
+    shop, account_id, address = await shop_user(on_alpha, alpha)
+    person = await register(on_beta, "Person")
+    await connect_to(shop, account_id, person)
+    return shop, account_id, address, person
+
+
 async def test_an_app_tag_crosses_nodes_and_verifies_with_the_senders_node_key(
     alpha: FederatedNode,
     beta: FederatedNode,
     clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
 ) -> None:
-    on_alpha, on_beta = clients
-    shop, account_id, address = await shop_user(on_alpha, alpha)
-    person = await register(on_beta, "Person")
-    await connect_to(shop, account_id, person)
+    on_alpha, _ = clients
+    shop, account_id, address, person = await shop_user_and_person(clients, alpha)
 
     sent = await shop.act(
         account_id,
@@ -100,10 +109,7 @@ async def test_a_tag_altered_on_the_way_is_refused_and_nothing_is_stored(
     beta: FederatedNode,
     clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
 ) -> None:
-    on_alpha, on_beta = clients
-    shop, account_id, _ = await shop_user(on_alpha, alpha)
-    person = await register(on_beta, "Person")
-    await connect_to(shop, account_id, person)
+    shop, account_id, _, person = await shop_user_and_person(clients, alpha)
     await off_loop(beta.stop)  # the message waits in alpha's outbox
     sent = await shop.act(
         account_id, "POST", "/v1/messages", {"to": person.address, "body": "pay here"}
@@ -143,11 +149,8 @@ async def test_a_person_on_another_node_refuses_an_app_they_did_not_allow(
     beta: FederatedNode,
     clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
 ) -> None:
-    on_alpha, on_beta = clients
-    shop, account_id, _ = await shop_user(on_alpha, alpha)
-    person = await register(on_beta, "Person")
-    await connect_to(shop, account_id, person)
-    allow = await on_beta.put("/v1/account/apps", json={"apps": ["bank"]}, headers=person.auth)
+    shop, account_id, _, person = await shop_user_and_person(clients, alpha)
+    allow = await person.http.put("/v1/account/apps", json={"apps": ["bank"]}, headers=person.auth)
     assert allow.status_code == 200
     sent = await shop.act(
         account_id, "POST", "/v1/messages", {"to": person.address, "body": "offer"}
