@@ -6,10 +6,12 @@ variables, a TOML file (``--config`` / ``OPENMESSENGER_CONFIG``), defaults.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import limits
 import platformdirs
@@ -105,6 +107,9 @@ class Settings(BaseSettings):
     device_rate_limit: str = "50/second"
     webhook_timeout_seconds: float = Field(default=10, gt=0)
     webhook_give_up_seconds: float = Field(default=86_400, gt=0)
+    webhook_log_days: float = Field(
+        default=30, gt=0, description="how long the delivery log keeps settled deliveries"
+    )
     config: Path | None = Field(default=None, description="TOML file with any of these settings")
 
     @field_validator("domain")
@@ -130,6 +135,19 @@ class Settings(BaseSettings):
         except ValueError:
             raise ValueError("must read like 100/second or 30/minute") from None
         return value
+
+    @field_validator("sms_webhook_url")
+    @classmethod
+    def _valid_sms_webhook(cls, value: str | None) -> str | None:
+        # The phone number and the code travel in it: never in clear over a network.
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme == "https" and parts.hostname:
+            return value
+        if parts.scheme == "http" and _is_loopback(parts.hostname or ""):
+            return value
+        raise ValueError("must be an https:// URL (http:// only to this machine)")
 
     @field_validator("rate_limit_storage")
     @classmethod
@@ -210,6 +228,15 @@ class Settings(BaseSettings):
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_hex(32) + "\n")
         return _decode_secret(path.read_text().strip(), str(path))
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _config_file_from(init_settings: PydanticBaseSettingsSource) -> Path | None:

@@ -53,3 +53,24 @@ def test_the_node_secret_is_made_once_and_kept_private(tmp_path: Path) -> None:
 def test_placeholder_secrets_are_refused(secret: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="node secret"):
         Settings(data_dir=tmp_path, node_secret=secret).load_node_secret()
+
+
+@pytest.mark.parametrize(
+    ("url", "accepted"),
+    [
+        ("https://sms.example/send", True),
+        ("http://127.0.0.1:8081/send", True),
+        ("http://localhost/send", True),
+        ("http://sms.example/send", False),
+        ("ftp://sms.example/send", False),
+        ("https:///send", False),
+    ],
+)
+def test_the_sms_webhook_is_reached_over_tls_unless_it_is_on_this_machine(
+    url: str, accepted: bool
+) -> None:
+    if accepted:
+        assert Settings(sms_webhook_url=url).sms_webhook_url == url
+    else:
+        with pytest.raises(ValueError, match="sms_webhook_url"):
+            Settings(sms_webhook_url=url)
