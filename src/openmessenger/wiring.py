@@ -214,6 +214,7 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
             render=render_message,
             give_up_after=timedelta(seconds=settings.webhook_give_up_seconds),
             lease=timedelta(seconds=2 * settings.webhook_timeout_seconds + 30),
+            keep_log=timedelta(days=settings.webhook_log_days),
         ),
     )
     messaging.webhooks = webhooks

@@ -368,3 +368,28 @@ async def test_https_and_loopback_http_urls_are_taken(
         response = await set_webhook(app, url)
         assert response.status_code == 200, (url, response.text)
         assert response.json()["url"] == url
+
+
+async def test_the_delivery_log_keeps_settled_deliveries_for_a_month(
+    http: httpx.AsyncClient,
+    clock: SettableClock,
+    receiver: WebhookReceiver,
+    running_node: NodeThread,
+) -> None:
+    shop = await shop_with_webhook(http, clock, receiver.webhook_url())
+    await shop.person_sends("first")
+    await receiver.next()
+    await drain(running_node)
+    assert [d["state"] for d in await shop.log()] == ["delivered"]
+
+    # (The worker sweeps by itself each hour of the node's clock; calling the
+    # sweep here makes it happen now.)
+    clock.advance(timedelta(days=29))
+    await running_node.call(_sender(running_node).forget_old_log())
+    assert len(await shop.log()) == 1
+    clock.advance(timedelta(days=2))
+    await shop.person_sends("second")  # just delivered: kept
+    second = payload(await receiver.next())
+    await drain(running_node)
+    await running_node.call(_sender(running_node).forget_old_log())
+    assert [d["message_id"] for d in await shop.log()] == [second["message"]["id"]]

@@ -688,6 +688,10 @@ class WebhookRepository(Protocol):
 
     async def settle(self, outcomes: Sequence[DeliveryOutcome]) -> None: ...
 
+    async def forget_finished(self, before: datetime) -> int:
+        """Delete the log of deliveries settled before ``before``; how many."""
+        ...
+
     async def deliveries(
         self, app_id: AppId, state: DeliveryState | None, limit: int
     ) -> list[WebhookDelivery]:

@@ -311,6 +311,9 @@ class WebhookService:
             self._apps = self._apps | {app_id} if present else self._apps - {app_id}
 
 
+_SWEEP_EVERY = timedelta(hours=1)
+
+
 class WebhookSender:
     """The worker: leases due deliveries, calls the apps, records the outcomes."""
 
@@ -325,6 +328,7 @@ class WebhookSender:
         render: MessageRenderer,
         give_up_after: timedelta,
         lease: timedelta,
+        keep_log: timedelta = timedelta(days=30),
         batch: int = 64,
         max_in_flight: int = 64,
         poll_seconds: float = 5.0,
@@ -337,6 +341,8 @@ class WebhookSender:
         self._render = render
         self._give_up_after = give_up_after
         self._lease = lease
+        self._keep_log = keep_log
+        self._next_sweep: datetime | None = None
         self._batch = batch
         self._max_in_flight = max_in_flight
         self._poll_seconds = poll_seconds
@@ -384,6 +390,15 @@ class WebhookSender:
         await self.drain()
         return claimed
 
+    async def forget_old_log(self) -> int:
+        """Delete the delivery log older than ``keep_log`` (the loop does it hourly)."""
+        now = self._clock.now()
+        self._next_sweep = now + _SWEEP_EVERY
+        async with self._uow() as tx:
+            forgotten = await tx.webhooks.forget_finished(now - self._keep_log)
+            await tx.commit()
+        return forgotten
+
     async def drain(self) -> None:
         """Wait until every attempt under way has ended and its outcome is recorded."""
         while True:
@@ -405,6 +420,8 @@ class WebhookSender:
             try:
                 async with self._claim_lock:
                     _, full = await self._claim_and_spawn()
+                if self._next_sweep is None or self._clock.now() >= self._next_sweep:
+                    await self.forget_old_log()
                 wait = self._wait_seconds()
             except Exception:
                 log.exception("reading the webhook queue failed")

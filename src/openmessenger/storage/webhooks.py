@@ -214,6 +214,14 @@ class SqlWebhooks(Repository):
                 .values(lease_until=None, **values)
             )
 
+    async def forget_finished(self, before: datetime) -> int:
+        """Delete the log of deliveries settled before ``before``; how many."""
+        t = webhook_deliveries
+        result = await self._conn.execute(
+            delete(t).where(t.c.state != DeliveryState.PENDING.value, t.c.finished_at < before)
+        )
+        return result.rowcount
+
     async def deliveries(
         self, app_id: AppId, state: DeliveryState | None, limit: int
     ) -> list[WebhookDelivery]:
