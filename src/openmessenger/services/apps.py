@@ -143,10 +143,6 @@ class AppService:
             raise NotFound("No such app.", code="app_not_found")
         return app
 
-    async def all_apps(self) -> list[App]:
-        async with self._uow() as tx:
-            return await tx.apps.all()
-
     async def app(self, app_id: str) -> App:
         async with self._uow() as tx:
             app = await tx.apps.get(app_id)

@@ -172,12 +172,6 @@ class SqlApps(Repository):
         )
         return [_grant(r) for r in await self._conn.execute(query)]
 
-    async def grant_by_key(self, key_id: str) -> AppGrant | None:
-        row = (
-            await self._conn.execute(select(app_grants).where(app_grants.c.key_id == key_id))
-        ).first()
-        return _grant(row) if row else None
-
     async def delete_grant(self, account_id: AccountId, app_id: AppId) -> None:
         await self._conn.execute(
             delete(app_grants).where(

@@ -67,9 +67,6 @@ class FileGrantKeys:
             path.unlink()
             _fsync_dir(self._dir)
 
-    def exists(self, key_id: str) -> bool:
-        return self._box(key_id) is not None
-
     def key(self, key_id: str) -> bytes | None:
         """The raw key (None once destroyed), for keys derived from it."""
         try:
