@@ -6,7 +6,6 @@ variables, a TOML file (``--config`` / ``OPENMESSENGER_CONFIG``), defaults.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -24,7 +23,7 @@ from pydantic_settings import (
 )
 
 from openmessenger.core.errors import InvalidInput
-from openmessenger.core.ids import parse_domain
+from openmessenger.core.ids import is_loopback_host, parse_domain
 
 NODE_SECRET_FILE_NAME = "node_secret"  # noqa: S105 - a file name
 DATABASE_FILE_NAME = "openmessenger.db"
@@ -145,7 +144,7 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme == "https" and parts.hostname:
             return value
-        if parts.scheme == "http" and _is_loopback(parts.hostname or ""):
+        if parts.scheme == "http" and is_loopback_host(parts.hostname or ""):
             return value
         raise ValueError("must be an https:// URL (http:// only to this machine)")
 
@@ -228,15 +227,6 @@ class Settings(BaseSettings):
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_hex(32) + "\n")
         return _decode_secret(path.read_text().strip(), str(path))
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _config_file_from(init_settings: PydanticBaseSettingsSource) -> Path | None:

@@ -7,6 +7,7 @@ naming the field, and accept only the canonical form.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -33,6 +34,16 @@ _DOMAIN_RE = re.compile(rf"{_LABEL}(\.{_LABEL})*")
 _NUMBER_RE = re.compile(r"[0-9]{1,20}")
 MAX_DOMAIN_LENGTH = 253
 MAX_DISPLAY_NAME_LENGTH = 40
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback IP: this machine (where plain http may go)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_domain(value: str, *, field: str = "domain") -> Domain:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-import ipaddress
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -43,7 +42,7 @@ from urllib.parse import urlsplit
 from openmessenger.core.apps import AppCaller, AppId, Scope
 from openmessenger.core.envelope import Message, StreamEvent
 from openmessenger.core.errors import InvalidInput, NotFound
-from openmessenger.core.ids import AccountId, DeviceId, MessageId
+from openmessenger.core.ids import AccountId, DeviceId, MessageId, is_loopback_host
 from openmessenger.core.records import Device
 from openmessenger.protocol.client_api import MessageOut
 from openmessenger.protocol.webhooks_api import (
@@ -75,7 +74,6 @@ CACHE_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 600.0
 MAX_PAGE = 500
 _SEAL_PURPOSE = "webhook-secret"
-_LOOPBACK_NAMES = frozenset({"localhost"})
 
 
 class WebhookUnreachable(Exception):
@@ -133,18 +131,9 @@ def parse_webhook_url(value: str, *, field: str = "url") -> str:
         raise InvalidInput(field, "must not contain a user name or password")
     if parts.fragment:
         raise InvalidInput(field, "must not have a #fragment")
-    if scheme == "http" and not _is_loopback(host):
+    if scheme == "http" and not is_loopback_host(host):
         raise InvalidInput(field, "must use https:// (http:// only for a loopback host)")
     return value
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def backoff_seconds(attempts: int, rng: random.Random) -> float:
