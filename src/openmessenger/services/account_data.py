@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ from openmessenger.core.ids import AccountId, DeviceId
 from openmessenger.core.records import AuthenticatedDevice
 from openmessenger.services.apps import AppService, require_scope
 from openmessenger.services.devices import DeviceService
-from openmessenger.services.ports import Clock, GrantKeyStore, UnitOfWork
+from openmessenger.services.ports import Clock, GrantKeyStore, Transaction, UnitOfWork
 
 EXPORT_FORMAT = "openmessenger-account-export/1"
 
@@ -49,13 +50,10 @@ class AccountData:
         async with self._uow() as tx:
             if await tx.apps.grant(account, caller.app.id) is None:
                 raise NotFound("No such account.", code="account_not_found")
-            gone = [d.id for d in await tx.apps.app_devices(account, caller.app.id)]
-            key_ids = await tx.erasure.delete_app_data(account, caller.app.id)
-            abandoned = await tx.erasure.is_abandoned(account)
-            if abandoned:
-                key_ids += await tx.erasure.delete_account(account)
+            erased = _Erased()
+            abandoned = await erased.app_from(tx, account, caller.app.id)
             await tx.commit()
-        self._after_delete(gone, key_ids)
+        self._after_delete(erased.devices, erased.key_ids)
         return abandoned
 
     async def delete_app(self, caller: AuthenticatedDevice, app_id: str) -> int:
@@ -66,17 +64,13 @@ class AccountData:
             if app is None or app.owner_account_id != caller.account.id:
                 raise NotFound("No such app.", code="app_not_found")
             held = await tx.erasure.accounts_of_app(app.id)
-            gone: list[DeviceId] = []
-            key_ids: list[str] = []
+            erased = _Erased()
             for account in held:
-                gone += [d.id for d in await tx.apps.app_devices(account, app.id)]
-                key_ids += await tx.erasure.delete_app_data(account, app.id)
-                if await tx.erasure.is_abandoned(account):
-                    key_ids += await tx.erasure.delete_account(account)
+                await erased.app_from(tx, account, app.id)
             await tx.erasure.delete_app(app.id)
             await tx.commit()
         self._apps.forget_app(app.id)
-        self._after_delete(gone, key_ids)
+        self._after_delete(erased.devices, erased.key_ids)
         return len(held)
 
     async def delete_account(self, caller: AuthenticatedDevice) -> None:
@@ -108,6 +102,25 @@ class AccountData:
             self._devices.forget_device(device_id)
         for key_id in key_ids:
             self._grant_keys.destroy(key_id)
+
+
+@dataclass
+class _Erased:
+    """What a deletion took, to let go of once it has committed: the devices
+    (their cached tokens) and the grant keys (destroyed)."""
+
+    devices: list[DeviceId] = field(default_factory=list)
+    key_ids: list[str] = field(default_factory=list)
+
+    async def app_from(self, tx: Transaction, account: AccountId, app_id: str) -> bool:
+        """Everything ``app_id`` holds for ``account``, and the account too if
+        nothing holds it any more (then True)."""
+        self.devices += [d.id for d in await tx.apps.app_devices(account, app_id)]
+        self.key_ids += await tx.erasure.delete_app_data(account, app_id)
+        if not await tx.erasure.is_abandoned(account):
+            return False
+        self.key_ids += await tx.erasure.delete_account(account)
+        return True
 
 
 def _json_row(row: dict[str, Any]) -> dict[str, Any]:
