@@ -485,3 +485,9 @@ webhook_deliveries = Table(
     Column("created_at", Timestamp, nullable=False),
     Column("finished_at", Timestamp),
 )
+
+
+# --- Conversations (docs/conversations.md) ----------------------------------------
+# --- groups ---
+# --- plans and policies ---
+# --- preferences, contact requests and blocks ---
