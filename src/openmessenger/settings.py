@@ -24,6 +24,7 @@ from pydantic_settings import (
 
 from openmessenger.core.errors import InvalidInput
 from openmessenger.core.ids import is_loopback_host, parse_domain
+from openmessenger.plan_settings import PlansSetting
 
 NODE_SECRET_FILE_NAME = "node_secret"  # noqa: S105 - a file name
 DATABASE_FILE_NAME = "openmessenger.db"
@@ -104,10 +105,30 @@ class Settings(BaseSettings):
     app_key_rate_limit: str = "1000/second"
     account_rate_limit: str = "100/second"
     device_rate_limit: str = "50/second"
+    # Contact requests one account may send (docs/conversations.md), delivered or not.
+    contact_request_rate_limit: str = "20/hour"
     webhook_timeout_seconds: float = Field(default=10, gt=0)
     webhook_give_up_seconds: float = Field(default=86_400, gt=0)
     webhook_log_days: float = Field(
         default=30, gt=0, description="how long the delivery log keeps settled deliveries"
+    )
+    # Plans and policies (docs/conversations.md, docs/operations.md "Plans").
+    plans: PlansSetting = Field(
+        default_factory=PlansSetting, description="each plan's limits: [plans.free] etc."
+    )
+    retention_sweep_seconds: float = Field(
+        default=600, gt=0, description="how often expired history is deleted"
+    )
+    # Ephemeral (disappearing) messages, relayed from memory only (docs/conversations.md).
+    ephemeral_hold_seconds: float = Field(
+        default=120, gt=0, le=120, description="the longest an undelivered one is held (<= 120)"
+    )
+    ephemeral_max_body_chars: int = Field(default=8192, ge=512, le=65_536)
+    ephemeral_max_pending_per_device: int = Field(
+        default=100, ge=1, le=100_000, description="held for one device, and from one device"
+    )
+    ephemeral_max_pending_total: int = Field(
+        default=5000, ge=1, le=1_000_000, description="held by one node process in all"
     )
     config: Path | None = Field(default=None, description="TOML file with any of these settings")
 
@@ -126,6 +147,7 @@ class Settings(BaseSettings):
         "app_key_rate_limit",
         "account_rate_limit",
         "device_rate_limit",
+        "contact_request_rate_limit",
     )
     @classmethod
     def _valid_rate(cls, value: str) -> str:

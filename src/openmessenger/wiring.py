@@ -17,19 +17,26 @@ from openmessenger.api.app import create_app
 from openmessenger.api.observability import configure_logging
 from openmessenger.api.render import message as render_message
 from openmessenger.bus.memory import MemoryBus
+from openmessenger.core.ephemeral import RelayLimits
 from openmessenger.core.ids import Domain
 from openmessenger.crypto.keys import NodeSecrets
 from openmessenger.federation.client import AiohttpTransport
 from openmessenger.federation.rate_limits import SlidingWindowLimiter
 from openmessenger.federation.webhook_client import AiohttpWebhookPoster
 from openmessenger.notify import SmsWebhookSender, SmtpEmailSender
+from openmessenger.protocol.group_federation import GROUPS
 from openmessenger.services.account_data import AccountData
 from openmessenger.services.accounts import AccountService
 from openmessenger.services.apps import AppService
 from openmessenger.services.backup import BackupService
+from openmessenger.services.blocks import BlockService
+from openmessenger.services.contact_requests import ContactRequestService
 from openmessenger.services.devices import DeviceService
+from openmessenger.services.ephemeral import EphemeralService
 from openmessenger.services.federation import FederationService
 from openmessenger.services.federation_gate import FederationGate, FederationRates, NodeAdmin
+from openmessenger.services.group_federation import GroupFederation
+from openmessenger.services.groups import GroupService
 from openmessenger.services.keys import KeyService
 from openmessenger.services.linking import LinkingService
 from openmessenger.services.links import Links
@@ -41,10 +48,13 @@ from openmessenger.services.operator import Operator, OperatorAuth
 from openmessenger.services.outbox import OutboxSender
 from openmessenger.services.pairing import PairingService
 from openmessenger.services.peers import PeerDirectory
+from openmessenger.services.policies import PolicyService
 from openmessenger.services.ports import Clock, EmailSender, FederationTransport, SmsSender
+from openmessenger.services.preferences import PreferenceService
 from openmessenger.services.registration import RegistrationService
 from openmessenger.services.remote_keys import FederatedKeyDirectory
 from openmessenger.services.request_limits import RequestLimits, RequestRates
+from openmessenger.services.revisions import RevisionService
 from openmessenger.services.signed_requests import SignedRequests
 from openmessenger.services.webhooks import WebhookPoster, WebhookSender, WebhookService
 from openmessenger.settings import Settings
@@ -72,7 +82,10 @@ class Node:
 
     async def close(self) -> None:
         await self.outbox.stop()
+        if self.services.groups.federation is not None:
+            await self.services.groups.federation.stop()
         await self.services.webhooks.sender.stop()
+        await self.services.policies.stop()
         if self.webhook_poster is not None:
             await self.webhook_poster.close()
         await self.transport.close()
@@ -218,7 +231,54 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
         ),
     )
     messaging.webhooks = webhooks
+    policies = PolicyService(
+        uow,
+        clock,
+        settings.plans.policies(),
+        SlidingWindowLimiter.from_uri(settings.rate_limit_storage),
+        sweep_every=timedelta(seconds=settings.retention_sweep_seconds),
+    )
+    messaging.policies = policies
+    groups = GroupService(
+        uow,
+        bus,
+        clock,
+        secrets,
+        domain,
+        policies.max_participants_in,
+        send_policy=policies.check_send,
+    )
+    groups.webhooks = webhooks
+    groups.federation = GroupFederation(
+        uow=uow,
+        clock=clock,
+        secrets=secrets,
+        domain=domain,
+        transport=transport,
+        gate=gate,
+        directory=directory,
+        groups=groups,
+        give_up_after=timedelta(seconds=settings.federation_give_up_seconds),
+    )
+    federation.extensions.update(groups.federation.handlers())
+    federation.capabilities += (GROUPS,)
+    policies.groups = groups
     federation.webhooks = webhooks
+    blocks = BlockService(uow, clock)
+    federation.blocks = blocks
+    ephemeral = EphemeralService(
+        uow,
+        clock,
+        secrets,
+        domain,
+        RelayLimits(
+            hold_seconds=settings.ephemeral_hold_seconds,
+            max_body_chars=settings.ephemeral_max_body_chars,
+            per_device=settings.ephemeral_max_pending_per_device,
+            total=settings.ephemeral_max_pending_total,
+        ),
+    )
+    ephemeral.policy = policies
     services = NodeServices(
         domain=domain,
         clock=clock,
@@ -245,10 +305,29 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
         ),
         operator=Operator(uow, apps, OperatorAuth(settings.load_operator_token())),
         webhooks=webhooks,
+        groups=groups,
+        policies=policies,
+        preferences=PreferenceService(uow, clock, apps),
+        contact_requests=ContactRequestService(
+            uow,
+            clock,
+            secrets,
+            domain,
+            pairing,
+            SlidingWindowLimiter.from_uri(settings.rate_limit_storage),
+            settings.contact_request_rate_limit,
+        ),
+        blocks=blocks,
+        ephemeral=ephemeral,
+        revisions=RevisionService(
+            uow, bus, clock, secrets, domain, PreferenceService(uow, clock, apps), policies
+        ),
     )
     app = create_app(services, max_request_bytes=settings.max_request_bytes)
     outbox.start()
+    groups.federation.start()
     webhooks.sender.start()
+    policies.start()
     return Node(
         settings=settings,
         database=database,

@@ -19,11 +19,17 @@ from openmessenger.api.routes import (
     admin,
     apps,
     devices,
+    ephemeral,
+    groups,
     keys,
     linking,
     messages,
     pairing,
+    policies,
+    preferences,
     registration,
+    requests,
+    revisions,
     webhooks,
 )
 from openmessenger.api.stream import StreamMiddleware
@@ -54,6 +60,12 @@ def create_app(services: NodeServices, *, max_request_bytes: int) -> ASGIApp:
         apps.router,
         account_data.router,
         webhooks.router,
+        ephemeral.router,
+        policies.router,
+        groups.router,
+        preferences.router,
+        requests.router,
+        revisions.router,
     ):
         app.include_router(router)
     # Out of the published schema when the node has no operator token (it has no such API then).

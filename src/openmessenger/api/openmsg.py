@@ -15,6 +15,7 @@ from prometheus_client import Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openmessenger.protocol import openmsg
+from openmessenger.protocol.group_federation import MAX_GROUP_BODY_BYTES
 from openmessenger.protocol.openmsg import JsonObject, ResponseCode
 from openmessenger.services.federation import FederationService
 
@@ -63,6 +64,10 @@ class OpenmsgMiddleware:
         if signed_handler is not None:
             await self._signed(scope, receive, send, path, signed_handler)
             return
+        extension = self._federation.extensions.get(path.rstrip("/") + "/")
+        if extension is not None:  # groups across our nodes: larger bodies
+            await self._signed(scope, receive, send, path, extension, MAX_GROUP_BODY_BYTES)
+            return
         handler = self._handlers.get(path[len(PREFIX) :].rstrip("/"))
         if handler is None:
             await self._app(scope, receive, send)  # a 404 like any unknown path
@@ -96,11 +101,17 @@ class OpenmsgMiddleware:
         await _answer(send, answer)
 
     async def _signed(
-        self, scope: Scope, receive: Receive, send: Send, path: str, handler: SignedHandler
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        path: str,
+        handler: SignedHandler,
+        limit: int = MAX_OPENMSG_BODY_BYTES,
     ) -> None:
-        body = await _read_body(scope, receive, MAX_OPENMSG_BODY_BYTES)
+        body = await _read_body(scope, receive, limit)
         if body is None:
-            answer = _too_large(MAX_OPENMSG_BODY_BYTES)
+            answer = _too_large(limit)
         else:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             answer = await handler(body, headers)

@@ -33,6 +33,9 @@ def message(m: Message) -> MessageOut:
         media_type=m.media_type,
         metadata=json.loads(m.metadata) if m.metadata else None,
         app=_provenance(m.provenance) if m.provenance else None,
+        replaces=m.replaces,
+        edited_at=m.edited_at,
+        deleted_at=m.deleted_at,
     )
 
 

@@ -5,7 +5,7 @@ at once, and each one otherwise keeps the framework's whole middleware stack
 alive for as long as it lasts (about a third of its memory, measured in
 ``bench/``).
 
-Close codes: 4401 no or a bad token, 4400 a bad ``since``.
+Close codes: 4401 no or a bad token, 4400 a bad ``since`` or ``ephemeral``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openmessenger.api import render
 from openmessenger.api.deps import authenticate
+from openmessenger.api.ephemeral import BAD_MODE_REASON, stream_events, stream_mode
 from openmessenger.core.errors import DomainError
 from openmessenger.core.records import Device
 from openmessenger.protocol.client_api import API_PREFIX
@@ -48,13 +49,25 @@ class StreamMiddleware:
         if since is None:
             await _close(send, CLOSE_BAD_REQUEST, "since must be a whole number, 0 or more")
             return
+        mode = stream_mode(scope)  # ?ephemeral=: api/ephemeral.py
+        if mode is None:
+            await _close(send, CLOSE_BAD_REQUEST, BAD_MODE_REASON)
+            return
         try:
             caller = await authenticate(self._services, scope)
         except DomainError:
             await _close(send, CLOSE_UNAUTHENTICATED, "unauthenticated")
             return
         self._connections.inc()
-        sender = asyncio.create_task(self._send_events(send, caller.device, since))
+        sender = asyncio.create_task(
+            stream_events(
+                mode,
+                send,
+                self._services.ephemeral,
+                caller.device,
+                lambda out: self._send_events(out, caller.device, since),
+            )
+        )
         try:
             # The client sends nothing we need; reading is how a disconnect is noticed.
             while (await receive())["type"] != "websocket.disconnect":

@@ -53,6 +53,7 @@ from openmessenger.protocol.apps_api import (
     MediaTypeList,
     MediaTypeOut,
 )
+from openmessenger.protocol.policies_api import AdminAccountOut
 
 if TYPE_CHECKING:
     from openmessenger.services.federation_gate import NodeAdmin
@@ -262,6 +263,10 @@ class OperatorBackend(Protocol):
 
     async def media_types(self, app: str) -> MediaTypeList: ...
 
+    async def account(self, address: str) -> AdminAccountOut: ...
+
+    async def set_plan(self, address: str, plan: str) -> AdminAccountOut: ...
+
 
 class LocalOperator:
     """The operator's verbs on the node's database, through the node's own services."""
@@ -351,6 +356,16 @@ class LocalOperator:
 
         found = await self._apps().media_types(app)
         return MediaTypeList(media_types=[render_apps.media_type(m) for m in found])
+
+    async def account(self, address: str) -> AdminAccountOut:
+        from openmessenger.cli.admin_accounts import local_account
+
+        return await local_account(self._database, self._settings, address)
+
+    async def set_plan(self, address: str, plan: str) -> AdminAccountOut:
+        from openmessenger.cli.admin_accounts import local_set_plan
+
+        return await local_set_plan(self._database, self._settings, address, plan)
 
 
 class _NodeSecretProblem(Exception):
@@ -551,7 +566,8 @@ def list_blocked(
 
 
 def register(app: typer.Typer) -> None:
-    from openmessenger.cli import admin_apps
+    from openmessenger.cli import admin_accounts, admin_apps
 
     admin.add_typer(admin_apps.apps, name="apps")
+    admin.add_typer(admin_accounts.accounts, name="accounts")
     app.add_typer(admin, name="admin")

@@ -33,6 +33,7 @@ from openmessenger.protocol.apps_api import (
     MediaTypeOut,
 )
 from openmessenger.protocol.client_api import API_PREFIX
+from openmessenger.protocol.policies_api import AdminAccountOut
 
 M = TypeVar("M", bound=BaseModel)
 TIMEOUT_SECONDS = 30
@@ -137,6 +138,15 @@ class RemoteOperator:
     async def media_types(self, app: str) -> MediaTypeList:
         path = f"/apps/{_segment(app)}/media-types"
         return _as(MediaTypeList, await self._call("GET", path))
+
+    # --- accounts -----------------------------------------------------------------------
+
+    async def account(self, address: str) -> AdminAccountOut:
+        return _as(AdminAccountOut, await self._call("GET", f"/accounts/{_segment(address)}"))
+
+    async def set_plan(self, address: str, plan: str) -> AdminAccountOut:
+        path = f"/accounts/{_segment(address)}/plan"
+        return _as(AdminAccountOut, await self._call("PUT", path, {"plan": plan}))
 
     # --- the wire ---------------------------------------------------------------------
 

@@ -172,13 +172,52 @@ def send(
             "(failed); exit 1 unless delivered",
         ),
     ] = False,
+    ephemeral: Annotated[
+        bool,
+        typer.Option(
+            "--ephemeral",
+            help="A disappearing message to one device of the contact: relayed from "
+            "memory, never stored (docs/conversations.md)",
+        ),
+    ] = False,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device",
+            metavar="ID",
+            show_default=False,
+            help="With --ephemeral: the contact's device [default: its only device]",
+        ),
+    ] = None,
+    lifespan: Annotated[
+        int | None,
+        typer.Option(
+            "--lifespan",
+            metavar="SECONDS",
+            min=1,
+            show_default=False,
+            help="With --ephemeral: how long the receiving device keeps the text "
+            "[default: your disappearing_timer preference, else 60]",
+        ),
+    ] = None,
     server: ServerOption = None,
     profile: ProfileOption = DEFAULT_PROFILE,
     json_: JsonOption = False,
 ) -> None:
     """Send a message to a contact."""
+    if not ephemeral and (device is not None or lifespan is not None):
+        raise typer.BadParameter("--device and --lifespan go with --ephemeral")
+    if ephemeral and wait:
+        raise typer.BadParameter("--wait does not go with --ephemeral")
 
     async def action(client: Client) -> None:
+        if ephemeral:
+            from openmessenger.cli import ephemeral as disappearing
+
+            await disappearing.send(
+                client, address, text, device=device, lifespan=lifespan, as_json=json_
+            )
+            return
         message = await client.send(address, text)
         text_line = _message_text(message, _Names(client))
         if wait:
@@ -227,12 +266,30 @@ def history(
 
 
 def listen(
-    server: ServerOption = None, profile: ProfileOption = DEFAULT_PROFILE, json_: JsonOption = False
+    server: ServerOption = None,
+    profile: ProfileOption = DEFAULT_PROFILE,
+    json_: JsonOption = False,
+    ephemeral: Annotated[
+        bool,
+        typer.Option(
+            "--ephemeral",
+            help="Also print disappearing messages to this device, with their timers",
+        ),
+    ] = False,
 ) -> None:
     """Print messages as they arrive (first any not yet synced), until Ctrl-C."""
 
     async def action(client: Client) -> None:
         names = await _Names.of_contacts(client)
+        if ephemeral:
+            from openmessenger.cli import ephemeral as disappearing
+
+            async def show(message: Message) -> None:
+                await names.learn(message.sender)
+                _print(_message_json(message), _message_text(message, names), json_)
+
+            await disappearing.listen(client, names, show, as_json=json_)
+            return
         async for message in client.listen():
             await names.learn(message.sender)
             _print(_message_json(message), _message_text(message, names), json_)
@@ -417,8 +474,14 @@ def _message_text(message: Message, names: _Names) -> str:
     mark = " [transport-encrypted]" if message.encryption == "transport-encrypted" else ""
     if message.app is not None:
         mark += f" [via {_printable(message.app.app_id)}]"
+    if str(message.recipient) == str(message.conversation_id):  # a group's (cli/groups.py)
+        mark += f" [group {_printable(names.group_name(message.conversation_id))}]"
+        if message.media_type == "group.member":  # the node's word: who joined, left, ...
+            return f"[{_local(message.sent_at)}]{mark} * {text}"
     if message.media_type != "text":
         mark += f" [{_printable(message.media_type)}]"
+    if message.edited_at is not None:  # history folds edits in (client/revisions.py)
+        mark += " (edited)"
     return f"[{_local(message.sent_at)}]{mark} {sender}: {text}"
 
 
@@ -440,6 +503,8 @@ class _Names:
     def __init__(self, client: Client, known: dict[str, str | None] | None = None) -> None:
         self._client = client
         self._known = known or {}
+        self.groups: dict[str, str] = {}
+        """Group ids -> names, for the ``[group NAME]`` mark of group messages."""
 
     @classmethod
     async def of_contacts(cls, client: Client) -> _Names:
@@ -458,5 +523,9 @@ class _Names:
             await self._refresh()
             self._known.setdefault(address, None)  # ask once per unknown sender
 
+    def group_name(self, group_id: str) -> str:
+        return self.groups.get(group_id, group_id)
+
     async def _refresh(self) -> None:
         self._known.update({c.address: c.display_name for c in await self._client.contacts()})
+        self.groups.update({g.id: g.name for g in await self._client.groups()})

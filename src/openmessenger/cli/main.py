@@ -8,6 +8,11 @@ from typing import Annotated
 import typer
 
 from openmessenger.cli import admin, device, keys, owner
+from openmessenger.cli import groups as groups_cli
+from openmessenger.cli import policy as policy_cli
+from openmessenger.cli import prefs as prefs_cli
+from openmessenger.cli import requests as requests_cli
+from openmessenger.cli import revisions as revisions_cli
 from openmessenger.cli.settings import load_settings
 
 app = typer.Typer(
@@ -89,6 +94,11 @@ device.register(app)
 keys.register(app)
 owner.register(app)
 admin.register(app)
+groups_cli.register(app)
+policy_cli.register(app)
+prefs_cli.register(app)
+requests_cli.register(app)
+revisions_cli.register(app)
 
 
 def main() -> None:

@@ -6,6 +6,11 @@ the node's adapters (storage, api, services, bus, wiring).
 
 from openmessenger.client.apps import AppSigning, AppTag, ProvenanceError
 from openmessenger.client.client import Client
+from openmessenger.client.ephemeral import (
+    EphemeralExpired,
+    EphemeralMessage,
+    EphemeralSent,
+)
 from openmessenger.client.errors import (
     ApiError,
     ClientError,
@@ -18,6 +23,7 @@ from openmessenger.client.errors import (
     ServerUnreachableError,
     StateError,
 )
+from openmessenger.client.groups import Group, GroupMember
 from openmessenger.client.models import CodeInfo, Contact, IssuedCode, Me, Message
 from openmessenger.client.state import STATE_VERSION, DeviceState, StateStore
 
@@ -32,7 +38,12 @@ __all__ = [
     "Contact",
     "DeviceState",
     "DowngradeError",
+    "EphemeralExpired",
+    "EphemeralMessage",
+    "EphemeralSent",
     "FieldProblem",
+    "Group",
+    "GroupMember",
     "InvalidArgumentError",
     "IssuedCode",
     "Me",

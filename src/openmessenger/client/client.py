@@ -29,6 +29,7 @@ from openmessenger.client.apps import AppSigning, AppTag, ProvenanceError, app_s
 from openmessenger.client.crypto_store import CryptoStore
 from openmessenger.client.devices import AccountDevices, canonical_address
 from openmessenger.client.e2e import KEY_CACHE_SECONDS, DecryptionError, EndToEnd
+from openmessenger.client.ephemeral import EphemeralMessaging
 from openmessenger.client.errors import (
     ApiError,
     DowngradeError,
@@ -38,6 +39,7 @@ from openmessenger.client.errors import (
     StateError,
     api_error,
 )
+from openmessenger.client.groups import AccountGroups
 from openmessenger.client.models import (
     CodeInfo,
     Contact,
@@ -46,6 +48,9 @@ from openmessenger.client.models import (
     Message,
 )
 from openmessenger.client.owner import AccountOwner
+from openmessenger.client.policies import ConversationPolicies
+from openmessenger.client.preferences import Preferences
+from openmessenger.client.revisions import Revisions, apply_revisions
 from openmessenger.client.state import DeviceState, StateStore
 from openmessenger.core.envelope import MAX_BODY_CHARS
 from openmessenger.core.ids import Address, DeviceId
@@ -69,7 +74,15 @@ STREAM_RECONNECT_ATTEMPTS = 8
 STREAM_MAX_DELAY_SECONDS = 10.0
 
 
-class Client(AccountDevices, AccountOwner):
+class Client(
+    AccountDevices,
+    AccountOwner,
+    Preferences,
+    ConversationPolicies,
+    AccountGroups,
+    EphemeralMessaging,
+    Revisions,
+):
     """An async client for one device (one profile directory) on one node."""
 
     def __init__(
@@ -336,6 +349,7 @@ class Client(AccountDevices, AccountOwner):
         self._state = self._store.advance_cursor(since)
         await engine.publish_keys()  # replace the one-time keys others claimed
         await engine.back_up()
+        await self._acknowledge_delivered(messages)  # receipts (client/revisions.py)
         return messages
 
     async def history(self, address: str) -> list[Message]:
@@ -343,7 +357,8 @@ class Client(AccountDevices, AccountOwner):
         wanted = canonical_address(address)
         for contact in await self.contacts():
             if canonical_address(contact.address) == wanted:
-                return await self._conversation_messages(contact.conversation_id)
+                # Edits and deletions folded in: the latest version of each message.
+                return apply_revisions(await self._conversation_messages(contact.conversation_id))
         raise NotAContactError(address)
 
     async def listen(self) -> AsyncGenerator[Message, None]:
@@ -376,7 +391,9 @@ class Client(AccountDevices, AccountOwner):
                         if event.position <= self.stream_position:
                             continue
                         try:
-                            yield await self._open(event.message, event.position)
+                            opened = await self._open(event.message, event.position)
+                            await self._acknowledge_delivered([opened])  # receipts
+                            yield opened
                         finally:
                             # Runs when the caller asks for the next message or stops
                             # listening: either way this message was handed over.

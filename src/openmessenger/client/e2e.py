@@ -16,6 +16,7 @@ docs/encryption.md describes the scheme and the wire formats (protocol/e2e.py).
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -29,6 +30,7 @@ from pydantic import ValidationError
 from openmessenger.client.crypto_store import CryptoStore, InboundRecord, OutboundRecord, Pin
 from openmessenger.client.errors import ApiError, ProtocolError, StateError
 from openmessenger.core.ids import Address, DeviceId
+from openmessenger.core.revisions import bound_replaces
 from openmessenger.crypto.account_keys import (
     AccountSigningKey,
     sign_device_list,
@@ -333,18 +335,42 @@ class EndToEnd:
             if seconds is not None:
                 self._store.set_setting(ROTATION_SECONDS_SETTING, str(seconds))
 
-    async def encrypt(self, recipient: Address, text: str) -> str:
+    async def encrypt(self, recipient: Address, text: str, *, replaces: str | None = None) -> str:
         """An ``om.megolm.v1`` body for ``text`` to ``recipient``, readable by the
-        recipient's and this account's trusted devices."""
-        peer = await self.devices_of(recipient)
+        recipient's and this account's trusted devices. ``replaces``: an edit of
+        that message, bound into the plaintext (client/revisions.py)."""
+        return await self._encrypt(recipient, [recipient], text, replaces=replaces)
+
+    async def encrypt_for_group(
+        self,
+        group_id: str,
+        members: Iterable[Address],
+        text: str,
+        *,
+        replaces: str | None = None,
+    ) -> str:
+        """An ``om.megolm.v1`` body for ``text`` to a group, readable by the trusted
+        devices of ``members`` (its joined participants) and of this account. The
+        plaintext and key shares name the group id as ``to``; the group's outbound
+        session rotates as soon as a device that holds it is no longer a target
+        (a participant left or was removed), so it cannot read what follows."""
+        return await self._encrypt(group_id, list(dict.fromkeys(members)), text, replaces=replaces)
+
+    async def _encrypt(
+        self, to: str, addresses: list[Address], text: str, *, replaces: str | None = None
+    ) -> str:
+        """``to`` binds the ciphertext (an address, or a group id) and names the
+        outbound session; ``addresses``' trusted devices and this account's are the targets."""
+        directories = [await self.devices_of(a) for a in addresses if a != self.address]
         own = await self.devices_of(self.address)
         targets = {
-            d.curve25519_key: (address, d)
-            for address, devices in ((recipient, peer.trusted), (self.address, own.trusted))
-            for d in devices
+            d.curve25519_key: (found.address, d)
+            for found in (*directories, own)
+            for d in found.trusted
             if d.device_id != self.device_id
         }
         account_rotation = own.signed.list.rotation if own.signed else None
+        recipient = to
         with self._store.transaction():
             record = self._usable_outbound(recipient, targets.keys(), account_rotation)
             holders = record.shared_with if record else frozenset()
@@ -352,7 +378,9 @@ class EndToEnd:
                 key for key in targets if key not in holders and not self._store.olm_sessions(key)
             ]
         claimed = await self._claim({key: targets[key] for key in need_olm})
-        plaintext = e2e.GroupPlaintext(text=text, sender=self.address, recipient=recipient)
+        plaintext = e2e.GroupPlaintext(
+            text=text, sender=self.address, recipient=recipient, replaces=replaces
+        )
         with self._store.transaction():
             record = self._usable_outbound(
                 recipient, targets.keys(), account_rotation
@@ -376,7 +404,10 @@ class EndToEnd:
                 self._store.save_olm_session(key, olm, time.time_ns())
                 shares.append(e2e.KeyShare(device_id=device.device_id, olm=wrapped))
                 shared.add(key)
-            ciphertext = record.session.encrypt(plaintext.model_dump_json(by_alias=True).encode())
+            ciphertext = record.session.encrypt(
+                # exclude_none: a message that replaces nothing has no "replaces" key
+                plaintext.model_dump_json(by_alias=True, exclude_none=True).encode()
+            )
             self._store.save_outbound(
                 recipient,
                 OutboundRecord(
@@ -404,7 +435,7 @@ class EndToEnd:
             return None  # a device that holds the key is gone: it must not read on
         return record
 
-    def _new_outbound(self, recipient: Address) -> OutboundRecord:
+    def _new_outbound(self, recipient: str) -> OutboundRecord:
         session = OutboundGroupSession.create()
         # This device reads its own messages back (history, other conversations'
         # views) through the same session, like any receiver.
@@ -455,6 +486,9 @@ class EndToEnd:
 
     async def open(self, message: wire.MessageOut) -> Opened:
         """The text of a stored message; DecryptionError says why it cannot be read."""
+        if message.deleted_at is not None:
+            self._keep_tombstone_shares(message)
+            raise DecryptionError("deleted for everyone")
         if message.encryption == e2e.TRANSPORT_ENCRYPTED:
             return Opened(self._open_sealed(message.body), e2e.TRANSPORT_ENCRYPTED)
         try:
@@ -489,6 +523,10 @@ class EndToEnd:
             raise DecryptionError("the plaintext is not a message") from exc
         if content.sender != message.sender or content.recipient != message.recipient:
             raise DecryptionError("the ciphertext belongs to another conversation")
+        if content.replaces != bound_replaces(message.media_type, message.replaces):
+            # An edit names the message it replaces inside the ciphertext: a node
+            # cannot re-target it, nor pass an edit off as a new message (revisions).
+            raise DecryptionError("the ciphertext belongs to another message")
         return Opened(content.text, e2e.END_TO_END)
 
     def _open_sealed(self, body: str) -> str:
@@ -506,7 +544,22 @@ class EndToEnd:
         except SealingError as exc:
             raise DecryptionError("the sealed body does not open for this device") from exc
 
-    def _accept_share(self, message: wire.MessageOut, body: e2e.EncryptedBody) -> InboundRecord:
+    def _keep_tombstone_shares(self, message: wire.MessageOut) -> None:
+        """A message deleted for everyone keeps only its key shares: take this
+        device's, if it has none of that session yet (the session's other
+        messages need it). Nothing else of the message is left to read."""
+        try:
+            shares = e2e.KeySharesOnly.model_validate_json(message.body)
+        except ValidationError:
+            return
+        with self._store.transaction():
+            if self._store.inbound(shares.sender_key, shares.session_id) is None:
+                with contextlib.suppress(DecryptionError):
+                    self._accept_share(message, shares)
+
+    def _accept_share(
+        self, message: wire.MessageOut, body: e2e.EncryptedBody | e2e.KeySharesOnly
+    ) -> InboundRecord:
         share = next((s for s in body.key_shares if s.device_id == self.device_id), None)
         if share is None:
             raise DecryptionError("this device was not given the key to this message")
@@ -632,6 +685,31 @@ class EndToEnd:
             ciphertext = session.encrypt(content.model_dump_json(by_alias=True).encode())
             self._store.save_olm_session(device.curve25519_key, session, time.time_ns())
         return ciphertext
+
+    async def olm_encrypt_to(
+        self, address: Address, device: e2e.ListedDevice, plaintext: bytes
+    ) -> e2e.OlmCiphertext:
+        """An Olm message to one device of ``address`` (the caller checked it is
+        trusted), over this device's session with it; a session is opened with a
+        one-time key claimed for it when there is none. Used by client/ephemeral.py."""
+        with self._store.transaction():
+            has_session = bool(self._store.olm_sessions(device.curve25519_key))
+        claimed: dict[str, e2e.SignedKey] = {}
+        if not has_session:
+            claimed = await self._claim({device.curve25519_key: (address, device)})
+        with self._store.transaction():
+            session = self._olm_to(device.curve25519_key, claimed.get(device.curve25519_key))
+            if session is None:
+                raise StateError(f"device {device.device_id} of {address} has no key to reach it")
+            ciphertext = session.encrypt(plaintext)
+            self._store.save_olm_session(device.curve25519_key, session, time.time_ns())
+        return ciphertext
+
+    def olm_decrypt_from(self, sender_key: str, message: e2e.OlmCiphertext) -> bytes:
+        """Open an Olm message from the device whose Curve25519 key is ``sender_key``
+        (DecryptionError if it does not open, or was opened before)."""
+        with self._store.transaction():
+            return self._olm_decrypt(sender_key, message)
 
     def drop_outbound_sessions(self) -> None:
         with self._store.transaction():

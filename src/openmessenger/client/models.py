@@ -125,6 +125,12 @@ class Message:
     """The media type's metadata (``image``: mime, width, ...), as the node validated it."""
     app: AppTag | None = None
     """The app the message came through, its tag checked (None: a native device)."""
+    replaces: MessageId | None = None
+    """``message.edit``/``message.delete``: the message it edits or deletes."""
+    edited_at: datetime | None = None
+    """Set when the message was edited (``text`` is then its latest version in history)."""
+    deleted_at: datetime | None = None
+    """Set on what is left of a message deleted for everyone (no text)."""
 
     @classmethod
     def from_wire(
@@ -152,6 +158,9 @@ class Message:
             media_type=message.media_type,
             metadata=message.metadata,
             app=app,
+            replaces=MessageId(message.replaces) if message.replaces else None,
+            edited_at=message.edited_at,
+            deleted_at=message.deleted_at,
         )
 
 

@@ -66,6 +66,13 @@ class Message:
     grant_key_id: str | None = None
     """The key of the (sender account, app) grant that body and metadata are kept
     under at rest (never shown; deleting the app's data destroys it)."""
+    replaces: MessageId | None = None
+    """An edit (``message.edit``) or deletion event (``message.delete``): the
+    message it is about (core/revisions.py)."""
+    edited_at: datetime | None = None
+    """When the last edit of this message arrived (it has been edited)."""
+    deleted_at: datetime | None = None
+    """Set on a tombstone: the body and metadata were erased then."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -152,6 +152,9 @@ class ContactOut(Response):
     encryption: Encryption = "end-to-end"
     """``transport-encrypted`` when the contact's node speaks only Openmsg v1: the
     nodes see the text. Clients then send plain text, which the node seals."""
+    mode: Literal["history"] = "history"
+    """The conversation's mode (``conversations.mode``): a 1:1 conversation is
+    stored and synced (disappearing messages travel beside it, never stored)."""
 
 
 class ContactList(Response):
@@ -226,6 +229,16 @@ class MessageOut(Response):
     metadata: dict[str, Any] | None = None
     app: ProvenanceOut | None = Field(
         default=None, description="set when the message came through an app"
+    )
+    replaces: str | None = Field(
+        default=None,
+        description="message.edit / message.delete: the message it edits or deletes",
+    )
+    edited_at: datetime | None = Field(
+        default=None, description="set when the message was edited (its last edit)"
+    )
+    deleted_at: datetime | None = Field(
+        default=None, description="set on a tombstone: the message was deleted for everyone"
     )
 
 

@@ -178,6 +178,17 @@ class EncryptedBody(_Wire):
     key_shares: list[KeyShare] = Field(default_factory=list, max_length=256)
 
 
+class KeySharesOnly(_Wire):
+    """What a node keeps of an om.megolm.v1 body deleted for everyone: the key
+    shares, without the ciphertext, so that a device that had not read them yet
+    can still open the session's other messages (core/revisions.py)."""
+
+    alg: Literal["om.megolm.v1"] = ALG_MEGOLM
+    sender_key: Key
+    session_id: Annotated[str, Field(min_length=1, max_length=64)]
+    key_shares: list[KeyShare] = Field(min_length=1, max_length=256)
+
+
 class GroupPlaintext(_Wire):
     """What a Megolm ciphertext holds. ``from``/``to`` bind it to its envelope, so a
     node cannot re-address a ciphertext to another conversation."""
@@ -188,6 +199,8 @@ class GroupPlaintext(_Wire):
     text: Annotated[str, Field(min_length=1)]
     sender: AddressStr = Field(alias="from")
     recipient: AddressStr = Field(alias="to")
+    replaces: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    """An edit: the id of the message it replaces (absent otherwise)."""
 
 
 class RoomKey(_Wire):

@@ -13,13 +13,14 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from openmessenger.core.envelope import AppendResult, Encryption, ReceivedMessage
 from openmessenger.core.errors import InvalidInput, PeerUnavailable, Refused
 from openmessenger.core.ids import (
+    AccountId,
     Address,
     ConversationId,
     Domain,
@@ -73,6 +74,10 @@ ConfirmLookup = Callable[[str, str], Awaitable[bool]]
 """``(message_hash, nonce)``: is this one of our messages being sent right now?"""
 
 
+class BlockChecker(Protocol):
+    async def is_blocked(self, account: AccountId, address: Address) -> bool: ...
+
+
 class _Refusal(Exception):
     def __init__(self, code: ResponseCode, message: str | None = None) -> None:
         super().__init__(code.value)
@@ -103,6 +108,12 @@ class FederationService:
         """Answers other nodes' key requests; set once the node is built."""
         self.webhooks: WebhookQueue | None = None
         """Queues webhook calls for the app devices among the receivers (set by wiring)."""
+        self.blocks: BlockChecker | None = None
+        """Who blocked whom (services/blocks.py; set by wiring)."""
+        self.extensions: dict[str, Callable[[bytes, Mapping[str, str]], Awaitable[JsonObject]]] = {}
+        """More signed extension endpoints by path, served by their own services, and
+        the capabilities they add (services/group_federation.py; set by wiring)."""
+        self.capabilities: tuple[str, ...] = ()
         self._clock = clock
         self._secrets = secrets
         self._domain = domain
@@ -347,7 +358,12 @@ class FederationService:
             domain=self._domain,
             protocols=(openmsg.V1_PROTOCOL, openmsg.EXTENSION_PROTOCOL),
             signing_key=self._secrets.signing_key(),
-            capabilities=(openmsg.LONG_TEXT, openmsg.END_TO_END, openmsg.ENVELOPE),
+            capabilities=(
+                openmsg.LONG_TEXT,
+                openmsg.END_TO_END,
+                openmsg.ENVELOPE,
+                *self.capabilities,
+            ),
         ).model_dump(mode="json")
 
     # --- shared by both ways of receiving ---------------------------------------------
@@ -373,6 +389,11 @@ class FederationService:
         await self._admit(peer_domain, link.peer_address)
         if not link.accepts_messages:
             raise _Refusal(ResponseCode.MESSAGE_REJECTED_BYUSER)
+        if self.blocks is not None and await self.blocks.is_blocked(
+            link.owner_account_id, link.peer_address
+        ):
+            # Blocked: the answer an address we are not connected with gets.
+            raise _Refusal(ResponseCode.IDENT_CODE_INVALID)
         codes = known.codes
         expected = openmsg.message_hash(
             request.message_package,

@@ -346,7 +346,11 @@ class KeyService:
 
     async def _peer_connected(self, tx: Transaction, requester: Address, address: Address) -> bool:
         account = await tx.accounts.by_address(address)
-        return account is not None and await tx.connections.get(account.id, requester) is not None
+        return account is not None and (
+            await tx.connections.get(account.id, requester) is not None
+            # Members of one group on our nodes encrypt to each other (group_federation.py).
+            or await tx.groups.share_group(account.id, requester)
+        )
 
     async def _local_keys(self, tx: Transaction, target: Address) -> AddressKeys | None:
         account = await tx.accounts.by_address(target)
@@ -382,7 +386,10 @@ class KeyService:
     ) -> None:
         if target == caller.account.address:
             return
-        if await tx.connections.get(caller.account.id, target) is None:
+        if await tx.connections.get(caller.account.id, target) is None and (
+            # Members of one group encrypt to each other (services/groups.py).
+            not await tx.groups.share_group(caller.account.id, target)
+        ):
             raise _no_keys()
 
     def _is_local(self, address: Address) -> bool:

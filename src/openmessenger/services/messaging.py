@@ -33,9 +33,11 @@ from openmessenger.core.ids import (
     parse_address,
 )
 from openmessenger.core.records import AuthenticatedDevice, Device
+from openmessenger.core.revisions import check_not_reserved
 from openmessenger.protocol.e2e import MAX_ENCRYPTED_BODY_CHARS, EncryptedBody
 from openmessenger.services.app_envelopes import TEXT, AppEnvelopes, plain_text
 from openmessenger.services.node_held import NodeHeldReader
+from openmessenger.services.policies import PolicyService
 from openmessenger.services.ports import (
     Bus,
     Clock,
@@ -109,6 +111,8 @@ class MessagingService:
         self._secrets = secrets
         self._domain = domain
         self.outbound = outbound
+        self.policies: PolicyService | None = None
+        """Message size and rate limits of the conversation's policy (set by wiring)."""
 
     async def send(
         self,
@@ -127,10 +131,13 @@ class MessagingService:
         node never keeps plain text (it is then ``transport-encrypted``). A
         message from an app's device is tagged with the app and attested by the
         node (services/app_envelopes.py)."""
+        check_not_reserved(media_type)  # message.*: edits, deletions (services/revisions.py)
         recipient = parse_address(to, field="to")
         remote = recipient.domain != self._domain
         if remote and self.outbound is None:
             raise Refused()
+        if self.policies is not None:
+            await self.policies.check_direct_send(caller.account.id, recipient.address, body)
         prepared = None
         if not plain_text(caller, media_type, metadata, app_signature):
             prepared = await self._envelopes.prepare(

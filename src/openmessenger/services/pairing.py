@@ -227,6 +227,14 @@ class PairingService:
             await tx.codes.set_budget_spent(target.id, pool, after)
         return None
 
+    async def connect_accounts(
+        self, tx: Transaction, initiator: Account, target: Account, now: datetime
+    ) -> Contact:
+        """Connect two local accounts inside ``tx``, exactly as redeeming a pass code
+        does (an accepted contact request, services/contact_requests.py); the
+        initiator's side of the connection."""
+        return await self._connect(tx, initiator, target, now, allow_replies=True)
+
     async def _connect(
         self,
         tx: Transaction,

@@ -21,6 +21,7 @@ from openmessenger.core.envelope import (
     SendRequest,
     StreamEvent,
 )
+from openmessenger.core.groups import Group, GroupAppend, GroupForward, Member
 from openmessenger.core.ids import (
     AccountId,
     Address,
@@ -31,6 +32,7 @@ from openmessenger.core.ids import (
     PassCodeId,
 )
 from openmessenger.core.passcodes import CodeState
+from openmessenger.core.policies import Plan, PolicyOverride
 from openmessenger.core.records import (
     Account,
     AccountKeys,
@@ -50,6 +52,12 @@ from openmessenger.core.records import (
     SignedOneTimeKey,
     ToDeviceEvent,
 )
+from openmessenger.services.preference_ports import (
+    BlockRepository,
+    ContactRequestRepository,
+    PreferenceRepository,
+)
+from openmessenger.services.revision_ports import RevisionRepository
 
 
 class Clock(Protocol):
@@ -199,6 +207,77 @@ class MessageRepository(Protocol):
         """Store messages that arrived from other nodes; ``None`` for one whose
         nonce its link took before (a replay or a retry)."""
         ...
+
+    async def append_group(self, request: GroupAppend) -> AppendResult:
+        """Append one message to a group whose lock the caller holds, into the
+        streams of the receiving accounts' devices (services/groups.py)."""
+        ...
+
+
+class GroupRepository(Protocol):
+    async def create(
+        self, group_id: ConversationId, name: str, created_by: Address, now: datetime
+    ) -> None: ...
+
+    async def lock(self, group_id: ConversationId) -> Group | None:
+        """The group, locked until the transaction ends; None: no such group."""
+        ...
+
+    async def get(self, group_id: ConversationId) -> Group | None: ...
+
+    async def members(self, group_id: ConversationId) -> list[Member]: ...
+
+    async def member(self, group_id: ConversationId, account_id: AccountId) -> Member | None: ...
+
+    async def put_member(self, member: Member) -> None: ...
+
+    async def of_account(self, account_id: AccountId) -> list[tuple[Group, Member]]: ...
+
+    async def share_group(self, account_id: AccountId, address: Address) -> bool:
+        """Whether the account and ``address`` both joined one group (maybe left since)."""
+        ...
+
+    # groups across nodes (services/group_federation.py)
+    async def add_fanout(
+        self,
+        group_id: ConversationId,
+        domain: Domain,
+        seq: int,
+        receivers: list[Address],
+        now: datetime,
+    ) -> None: ...
+
+    async def claim_fanout(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[tuple[ConversationId, Domain, int]]: ...
+
+    async def fanout_rows(
+        self, group_id: ConversationId, domain: Domain, limit: int
+    ) -> list[tuple[int, list[Address]]]: ...
+
+    async def settle_fanout(
+        self,
+        group_id: ConversationId,
+        domain: Domain,
+        *,
+        up_to_seq: int | None,
+        retry_at: datetime,
+        attempts: int,
+    ) -> None: ...
+
+    async def add_forward(self, forward: GroupForward) -> None: ...
+
+    async def forward_by_txn(
+        self, sender_device: str, client_txn_id: str
+    ) -> GroupForward | None: ...
+
+    async def claim_forwards(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[GroupForward]: ...
+
+    async def settle_forward(
+        self, message_id: MessageId, retry_at: datetime | None, attempts: int
+    ) -> None: ...
 
 
 class FederationRepository(Protocol):
@@ -711,6 +790,49 @@ class GrantKeyStore(Protocol):
     def destroy(self, key_id: str) -> None: ...
 
 
+class PolicyRepository(Protocol):
+    """Plans of accounts, policy overrides, expired history (storage/policies.py)."""
+
+    async def plan(self, account_id: AccountId) -> Plan | None:
+        """None: no such account."""
+        ...
+
+    async def set_plan(self, account_id: AccountId, plan: Plan) -> None: ...
+
+    async def participant_plans(self, conversation_id: ConversationId) -> dict[AccountId, Plan]:
+        """This node's accounts with a connection over the conversation, and their plans."""
+        ...
+
+    async def overrides(
+        self, conversation_id: ConversationId
+    ) -> dict[AccountId, PolicyOverride]: ...
+
+    async def put_override(
+        self,
+        conversation_id: ConversationId,
+        account_id: AccountId,
+        override: PolicyOverride,
+        now: datetime,
+    ) -> None: ...
+
+    async def delete_override(
+        self, conversation_id: ConversationId, account_id: AccountId
+    ) -> None: ...
+
+    async def shortest_override_retention(self) -> int | None: ...
+
+    async def conversations_with_history_before(
+        self, before: datetime, after: ConversationId | None, limit: int
+    ) -> list[ConversationId]: ...
+
+    async def delete_history_before(
+        self, conversation_id: ConversationId, before: datetime, limit: int
+    ) -> list[MessageId]:
+        """Delete up to ``limit`` messages sent before ``before`` and every row
+        pointing at them; their ids."""
+        ...
+
+
 class MessageLog(Protocol):
     """Where sends are appended; may group concurrent sends into one transaction."""
 
@@ -773,6 +895,24 @@ class Transaction(Protocol):
 
     @property
     def totp(self) -> TotpRepository: ...
+
+    @property
+    def preferences(self) -> PreferenceRepository: ...
+
+    @property
+    def contact_requests(self) -> ContactRequestRepository: ...
+
+    @property
+    def blocks(self) -> BlockRepository: ...
+
+    @property
+    def policies(self) -> PolicyRepository: ...
+
+    @property
+    def groups(self) -> GroupRepository: ...
+
+    @property
+    def revisions(self) -> RevisionRepository: ...
 
     async def commit(self) -> None: ...
 

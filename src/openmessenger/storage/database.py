@@ -144,6 +144,9 @@ def _sqlite_engine(url: URL, synchronous: str) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Deleted and overwritten content is zeroed, not left in free space: a
+        # message deleted for everyone leaves no ciphertext in the file (revisions).
+        cursor.execute("PRAGMA secure_delete=ON")
         # Another process holding the write lock (an operator's command) makes
         # us wait at most this long, on the event loop: keep it short.
         cursor.execute("PRAGMA busy_timeout=2000")

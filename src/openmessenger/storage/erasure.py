@@ -16,20 +16,26 @@ from sqlalchemy import delete, exists, or_, select, update
 from openmessenger.core.ids import AccountId, Address, DeviceId
 from openmessenger.storage._base import Repository
 from openmessenger.storage.grant_keys import GrantKeys
+from openmessenger.storage.groups import SqlGroups
 from openmessenger.storage.tables import (
     account_identities,
     account_keys,
     accounts,
+    address_blocks,
     api_keys,
     app_allowlists,
     app_grants,
     app_media_types,
     apps,
     connections,
+    contact_requests,
+    conversation_members,
+    conversation_policies,
     conversations,
     device_streams,
     device_tokens,
     devices,
+    group_forwards,
     key_backup,
     link_requests,
     messages,
@@ -39,6 +45,8 @@ from openmessenger.storage.tables import (
     openmsg_received,
     pass_code_budgets,
     pass_codes,
+    preferences,
+    receipts,
     to_device,
     totp_secrets,
     verifications,
@@ -110,6 +118,7 @@ class SqlErasure(Repository):
                 or_(messages.c.sender == address, messages.c.recipient == address)
             )
         )
+        await self._conn.execute(delete(receipts).where(receipts.c.reader_account_id == account_id))
         all_devices = select(devices.c.id).where(devices.c.account_id == account_id)
         await self._delete_devices([DeviceId(r.id) for r in await self._conn.execute(all_devices)])
         key_ids = [
@@ -126,6 +135,7 @@ class SqlErasure(Repository):
                 )
             )
         ]
+        await SqlGroups(self._conn).hand_over(account_id)  # no group is left without owner
         owned: list[tuple[Any, Any]] = [
             (webhook_deliveries, webhook_deliveries.c.account_id),
             (openmsg_outbox, openmsg_outbox.c.owner_account_id),
@@ -141,6 +151,13 @@ class SqlErasure(Repository):
             (totp_secrets, totp_secrets.c.account_id),
             (app_grants, app_grants.c.account_id),
             (app_allowlists, app_allowlists.c.account_id),
+            (conversation_members, conversation_members.c.account_id),
+            (preferences, preferences.c.account_id),
+            (address_blocks, address_blocks.c.account_id),
+            (contact_requests, contact_requests.c.target_account_id),
+            (contact_requests, contact_requests.c.sender_account_id),
+            (conversation_policies, conversation_policies.c.account_id),
+            (group_forwards, group_forwards.c.sender_account_id),
         ]
         for table, column in owned:
             await self._conn.execute(delete(table).where(column == account_id))
@@ -155,6 +172,14 @@ class SqlErasure(Repository):
         await self._conn.execute(delete(connections).where(connections.c.peer_address == address))
         # A conversation goes with its last connection (a local contact keeps it).
         if conversation_ids:
+            await self._conn.execute(
+                delete(conversation_policies).where(
+                    conversation_policies.c.conversation_id.in_(conversation_ids),
+                    ~exists().where(
+                        connections.c.conversation_id == conversation_policies.c.conversation_id
+                    ),
+                )
+            )
             await self._conn.execute(
                 delete(conversations).where(
                     conversations.c.id.in_(conversation_ids),
@@ -204,6 +229,7 @@ class SqlErasure(Repository):
                 (webhook_deliveries, webhook_deliveries.c.message_id),
                 (openmsg_outbox, openmsg_outbox.c.message_id),
                 (openmsg_received, openmsg_received.c.message_id),
+                (receipts, receipts.c.message_id),
             ):
                 await self._conn.execute(delete(table).where(column.in_(chunk)))
             await self._conn.execute(delete(messages).where(messages.c.id.in_(chunk)))
@@ -254,7 +280,22 @@ class SqlExport(Repository):
             ("key_backup", key_backup, key_backup.c.account_id, frozenset()),
             ("apps_linked", app_grants, app_grants.c.account_id, frozenset({"key_id"})),
             ("app_allowlists", app_allowlists, app_allowlists.c.account_id, frozenset()),
+            ("preferences", preferences, preferences.c.account_id, frozenset()),
+            ("blocks", address_blocks, address_blocks.c.account_id, frozenset()),
+            (
+                "contact_requests",
+                contact_requests,
+                contact_requests.c.target_account_id,
+                frozenset(),
+            ),
             ("apps_owned", apps, apps.c.owner_account_id, frozenset()),
+            ("groups", conversation_members, conversation_members.c.account_id, frozenset()),
+            (
+                "conversation_policies",
+                conversation_policies,
+                conversation_policies.c.account_id,
+                frozenset(),
+            ),
         ]
         for name, table, column, skip in by_account:
             rows = await self._conn.execute(select(table).where(column == account_id))

@@ -22,6 +22,7 @@ from openmessenger.core.envelope import (
     StreamEvent,
     stream_receivers,
 )
+from openmessenger.core.groups import GroupAppend
 from openmessenger.core.ids import (
     AccountId,
     Address,
@@ -44,6 +45,7 @@ from openmessenger.storage.apps import SqlApps
 from openmessenger.storage.erasure import SqlErasure, SqlExport
 from openmessenger.storage.federation import SqlFederation
 from openmessenger.storage.grant_keys import WRAP_PREFIX, GrantKeys
+from openmessenger.storage.groups import SqlGroups
 from openmessenger.storage.keys import (
     DEVICE_COLUMNS,
     SqlBackups,
@@ -52,7 +54,15 @@ from openmessenger.storage.keys import (
     SqlToDevice,
     device_from_row,
 )
+from openmessenger.storage.policies import SqlPolicies
+from openmessenger.storage.preferences import (
+    SqlBlocks,
+    SqlContactRequests,
+    SqlPreferences,
+    drop_blocked,
+)
 from openmessenger.storage.registration import SqlIdentities, SqlTotp, SqlVerifications
+from openmessenger.storage.revisions import SqlRevisions
 from openmessenger.storage.tables import (
     accounts,
     auth_challenges,
@@ -389,6 +399,9 @@ _MESSAGE_COLUMNS = (
     messages.c.media_type,
     messages.c.media_metadata,
     messages.c.provenance,
+    messages.c.replaces,
+    messages.c.edited_at,
+    messages.c.deleted_at,
 )
 
 
@@ -415,6 +428,9 @@ def _message(row: Any, keys: GrantKeys | None) -> Message:
         metadata=metadata,
         provenance=provenance_from_json(row.provenance) if row.provenance else None,
         grant_key_id=grant_key_id,
+        replaces=MessageId(row.replaces) if row.replaces else None,
+        edited_at=row.edited_at,
+        deleted_at=row.deleted_at,
     )
 
 
@@ -475,6 +491,8 @@ class SqlMessages(Repository):
         every receiving device's stream, in request order.
         """
         contacts = await self._contacts_of(requests)
+        # A recipient who blocked the sender is as unreachable as a stranger.
+        await drop_blocked(self._conn, requests, contacts)
         # Lock the conversations before looking for earlier sends with the same
         # idempotency key: a retry racing its still-uncommitted original (another
         # process) waits here, then finds it, instead of colliding on insert.
@@ -567,6 +585,70 @@ class SqlMessages(Repository):
         final = [result for result in results if result is not None]
         assert len(final) == len(requests), "every request has its result"
         return final
+
+    async def append_group(self, request: GroupAppend) -> AppendResult:
+        """Append one message to a group (services/groups.py): the caller holds the
+        group's lock and named the receiving accounts. The group's next ``seq``, and
+        a place in the stream of each of their devices but the sending one. A
+        ``client_txn_id`` the sending device used before gives that message back."""
+        if request.client_txn_id:
+            query = select(*_MESSAGE_COLUMNS).where(
+                messages.c.sender_device == request.sender_device,
+                messages.c.client_txn_id == request.client_txn_id,
+            )
+            row = (await self._conn.execute(query)).first()
+            if row is not None:
+                return AppendResult(_message(row, self._keys), created=False)
+        devices_of = await self._devices_of(set(request.receivers))
+        receivers: list[str] = list(
+            dict.fromkeys(
+                d
+                for account in request.receivers
+                for d in devices_of.get(account, [])
+                if d != request.sender_device
+            )
+        )
+        if request.seq is None:
+            seq = next(
+                (await self._advance(_NEXT_SEQS, [request.conversation_id]))[
+                    request.conversation_id
+                ]
+            )
+        else:  # a replica of a group hosted on another node keeps the host's seq
+            seq = request.seq
+            await self._conn.execute(
+                update(conversations)
+                .where(conversations.c.id == request.conversation_id)
+                .values(last_seq=seq)
+            )
+        positions = await self._advance(_NEXT_POSITIONS, receivers)
+        stored = Message(
+            id=request.message_id,
+            conversation_id=request.conversation_id,
+            seq=seq,
+            sender=request.sender,
+            sender_device=DeviceId(request.sender_device),
+            recipient=Address(request.conversation_id),  # a group's "to" is the group
+            body=request.body,
+            sent_at=request.sent_at,
+            status=DeliveryStatus.DELIVERED,
+            encryption=Encryption(request.encryption),
+            media_type=request.media_type,
+            metadata=request.metadata,
+        )
+        events = tuple(StreamEvent(DeviceId(d), next(positions[d]), stored) for d in receivers)
+        await self._conn.execute(
+            insert(messages), [_message_row(stored, request.client_txn_id, self._keys)]
+        )
+        if events:
+            await self._conn.execute(
+                insert(device_streams),
+                [
+                    {"device_id": e.device_id, "position": e.position, "message_id": stored.id}
+                    for e in events
+                ],
+            )
+        return AppendResult(stored, created=True, events=events)
 
     async def _messages_by_txn(
         self, requests: Sequence[SendRequest]
@@ -798,6 +880,7 @@ def _message_row(
         "media_metadata": metadata,
         "app_id": message.provenance.app_id if message.provenance else None,
         "provenance": provenance_to_json(message.provenance) if message.provenance else None,
+        "replaces": message.replaces,
     }
 
 
@@ -823,7 +906,13 @@ class SqlTransaction:
         self.identities = SqlIdentities(conn)
         self.verifications = SqlVerifications(conn)
         self.totp = SqlTotp(conn)
+        self.preferences = SqlPreferences(conn)
+        self.contact_requests = SqlContactRequests(conn)
+        self.blocks = SqlBlocks(conn)
         self.webhooks = SqlWebhooks(conn)
+        self.policies = SqlPolicies(conn)
+        self.groups = SqlGroups(conn)
+        self.revisions = SqlRevisions(conn)
 
     async def commit(self) -> None:
         await self._conn.commit()

@@ -66,6 +66,8 @@ accounts = Table(
     # Registered accounts (docs/apps.md): "person" or "organisation", and when.
     Column("owner_kind", String(16)),
     Column("registered_at", Timestamp),
+    # Plans and policies (docs/conversations.md): free, subscription or usage.
+    Column("plan", String(16), nullable=False, server_default="free"),
 )
 
 devices = Table(
@@ -142,6 +144,10 @@ conversations = Table(
     Column("created_at", Timestamp, nullable=False),
     # Last assigned message seq: the conversation's one order (DESIGN §3).
     Column("last_seq", BigInteger, nullable=False, default=0),
+    # groups (docs/conversations.md): the mode chosen at creation, a group's name and creator.
+    Column("mode", String(16), nullable=False, server_default="history"),
+    Column("name", String(64)),
+    Column("created_by", String(300)),
 )
 
 connections = Table(
@@ -179,6 +185,9 @@ messages = Table(
     Column("provenance", Text),
     Column("media_type", String(200), nullable=False, server_default="text"),
     Column("media_metadata", Text),
+    Column("replaces", String(32), index=True),  # receipts, edits and deletions
+    Column("edited_at", Timestamp),  # receipts, edits and deletions
+    Column("deleted_at", Timestamp),  # receipts, edits and deletions
     UniqueConstraint("conversation_id", "seq", name="uq_messages_conversation_seq"),
     UniqueConstraint("sender_device", "client_txn_id", name="uq_messages_sender_txn"),
 )
@@ -489,5 +498,159 @@ webhook_deliveries = Table(
 
 # --- Conversations (docs/conversations.md) ----------------------------------------
 # --- groups ---
+
+# Who takes part in a group (conversations.kind "group"), with their role and
+# state; ``invited_seq`` (the seq of their "invited"/"created" event) orders them,
+# ``joined_seq``/``left_seq`` bound the part of the group's history a member may
+# read (the seq of their "joined" and of their "left"/"removed" event).
+conversation_members = Table(
+    "conversation_members",
+    metadata,
+    Column("conversation_id", String(32), ForeignKey("conversations.id"), primary_key=True),
+    Column("account_id", String(32), ForeignKey("accounts.id"), primary_key=True, index=True),
+    Column("address", String(300), nullable=False),
+    Column("role", String(8), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("app_id", String(32)),
+    Column("state", String(8), nullable=False),
+    Column("invited_by", String(300)),
+    Column("invited_seq", BigInteger),
+    Column("joined_seq", BigInteger),
+    Column("left_seq", BigInteger),
+    Column("joined_at", Timestamp),
+    Column("updated_at", Timestamp, nullable=False),
+)
 # --- plans and policies ---
+
+# What one participant tightened on a conversation (only ever stricter than its
+# plans); a NULL limit is not overridden. ``rate_unit``: second, minute, hour, day.
+conversation_policies = Table(
+    "conversation_policies",
+    metadata,
+    Column("conversation_id", String(32), ForeignKey("conversations.id"), primary_key=True),
+    Column("account_id", String(32), ForeignKey("accounts.id"), primary_key=True, index=True),
+    Column("retention_seconds", BigInteger),
+    Column("max_participants", Integer),
+    Column("max_message_bytes", Integer),
+    Column("rate_count", Integer),
+    Column("rate_unit", String(8)),
+    Column("updated_at", Timestamp, nullable=False),
+)
 # --- preferences, contact requests and blocks ---
+
+# Preferences (core/preferences.py): one row per (account, level, scope, name);
+# ``scope`` is "" at account level, else the contact's address, the device id or
+# the conversation id. ``value`` is JSON. ``accept_apps`` is kept in app_allowlists.
+preferences = Table(
+    "preferences",
+    metadata,
+    Column("account_id", String(32), ForeignKey("accounts.id"), primary_key=True),
+    Column("level", String(16), primary_key=True),
+    Column("scope", String(300), primary_key=True),
+    Column("name", String(32), primary_key=True),
+    Column("value", String(200), nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+# Two-way contact requests between addresses of this node: one row per
+# (target, sender) ever, "pending", "accepted" or "declined" (a declined
+# sender's later requests are dropped).
+contact_requests = Table(
+    "contact_requests",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("target_account_id", String(32), ForeignKey("accounts.id"), nullable=False),
+    Column("sender_account_id", String(32), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("sender_address", String(300), nullable=False),
+    Column("note", String(280)),
+    Column("state", String(16), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("decided_at", Timestamp),
+    UniqueConstraint(
+        "target_account_id", "sender_account_id", name="uq_contact_requests_target_sender"
+    ),
+)
+
+# Addresses an account blocked: their messages and requests are refused.
+address_blocks = Table(
+    "address_blocks",
+    metadata,
+    Column("account_id", String(32), ForeignKey("accounts.id"), primary_key=True),
+    Column("address", String(300), primary_key=True),
+    Column("blocked_at", Timestamp, nullable=False),
+)
+# --- groups across nodes ---
+
+# Participants of a group whose accounts live on another of our nodes (on the
+# host: the remote members; on a member's node: everyone not on this node), as
+# the host's membership says (services/group_federation.py).
+group_remote_members = Table(
+    "group_remote_members",
+    metadata,
+    Column("conversation_id", String(32), ForeignKey("conversations.id"), primary_key=True),
+    Column("address", String(300), primary_key=True, index=True),
+    Column("role", String(8), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("app_id", String(32)),
+    Column("state", String(8), nullable=False),
+    Column("invited_by", String(300)),
+    Column("invited_seq", BigInteger),
+    Column("joined_seq", BigInteger),
+    Column("left_seq", BigInteger),
+    Column("joined_at", Timestamp),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+# The host's fan-out: one row per (group, member node, seq) not yet taken by
+# that node; ``receivers`` is the JSON list of that node's addresses it is for.
+# Rows of one (group, node) go in seq order; ``next_attempt_at`` is also the lease.
+group_fanout = Table(
+    "group_fanout",
+    metadata,
+    Column("conversation_id", String(32), ForeignKey("conversations.id"), primary_key=True),
+    Column("domain", String(253), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("receivers", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Timestamp, nullable=False, index=True),
+)
+
+# A member's node: messages its accounts sent to a group hosted elsewhere, until
+# the host took them (it assigns the seq).
+group_forwards = Table(
+    "group_forwards",
+    metadata,
+    Column("message_id", String(32), primary_key=True),
+    Column("conversation_id", String(32), ForeignKey("conversations.id"), nullable=False),
+    Column("sender_account_id", String(32), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("sender_device", String(32), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("client_txn_id", String(128), nullable=False),
+    Column("sent_at", Timestamp, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Timestamp, nullable=False, index=True),
+    Column("give_up_at", Timestamp, nullable=False),
+)
+# --- receipts, edits and deletions ---
+
+# Delivered and read receipts (core/revisions.py): one per (message, reader
+# account, kind), for the message's sender account only; ``id`` orders that
+# account's receipt feed. Erased with the message.
+receipts = Table(
+    "receipts",
+    metadata,
+    Column(
+        "id",
+        Integer().with_variant(BigInteger(), "postgresql"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("message_id", String(32), ForeignKey("messages.id"), nullable=False),
+    Column("conversation_id", String(32), nullable=False),
+    Column("sender_account_id", String(32), nullable=False, index=True),
+    Column("reader_account_id", String(32), nullable=False, index=True),
+    Column("reader", String(300), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("at", Timestamp, nullable=False),
+    UniqueConstraint("message_id", "reader_account_id", "kind", name="uq_receipts_once"),
+)

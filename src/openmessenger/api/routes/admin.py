@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.routing import APIRoute
 
-from openmessenger.api import render_apps
+from openmessenger.api import render_apps, render_policies
 from openmessenger.api.deps import Services, bearer_token, services_of
 from openmessenger.core.ids import parse_domain
 from openmessenger.protocol.admin_api import (
@@ -38,6 +38,7 @@ from openmessenger.protocol.apps_api import (
     RotateIn,
 )
 from openmessenger.protocol.client_api import API_PREFIX, AddressStr
+from openmessenger.protocol.policies_api import AdminAccountOut, AdminPlanIn
 
 
 class _OperatorRoute(APIRoute):
@@ -166,3 +167,20 @@ async def register_media_type(app: AppPath, body: MediaTypeIn, services: Service
 async def media_types(app: AppPath, services: Services) -> MediaTypeList:
     found = await services.operator.media_types(app)
     return MediaTypeList(media_types=[render_apps.media_type(m) for m in found])
+
+
+# --- accounts: plans (services/policies.py) ----------------------------------------
+
+AddressPath = Annotated[str, Path(max_length=300)]
+
+
+@router.get("/accounts/{address}", response_model=AdminAccountOut)
+async def account(address: AddressPath, services: Services) -> AdminAccountOut:
+    """An account of this node: its kind, plan and the limits the plan gives."""
+    return render_policies.admin_account(await services.policies.account(address))
+
+
+@router.put("/accounts/{address}/plan", response_model=AdminAccountOut)
+async def set_plan(address: AddressPath, body: AdminPlanIn, services: Services) -> AdminAccountOut:
+    """Put the account on a plan (free, subscription, usage); it applies at once."""
+    return render_policies.admin_account(await services.policies.set_plan(address, body.plan))

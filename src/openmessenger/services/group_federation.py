@@ -1,0 +1,793 @@
+"""Groups across our nodes (capability ``groups``, protocol/group_federation.py).
+
+The host (the creator's node) is the one authority: it holds the membership and
+assigns every seq. A message or membership event for participants on other
+nodes waits in the host's fan-out (``group_fanout``, written in the same
+transaction as the message) until each node took it; the rows of one (group,
+node) go in seq order, a batch at a time, with the membership as it stands, and
+are retried with backoff while that node is unreachable. A member's node keeps a
+replica (the conversation row, the members, the messages for its accounts at
+the host's seqs) and puts each message into its accounts' device streams.
+
+A member's node opens a replica only for an invitation of one of its addresses
+by an address it is connected with; anything else is dropped (silently for its
+accounts). Its accounts' join, decline and leave go to the host at once (and
+fail if it is unreachable); their messages are kept (``group_forwards``) until
+the host orders them, retried with backoff, idempotent by sending device and
+``client_txn_id``. The sender's node gets its message back through the fan-out,
+so the sender's other devices see it in the host's order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import timedelta
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from openmessenger.core.envelope import AppendResult, DeliveryStatus, Encryption, Message
+from openmessenger.core.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    LimitExceeded,
+    NotFound,
+    PeerUnavailable,
+    RateLimited,
+    Refused,
+)
+from openmessenger.core.groups import (
+    MEMBER_EVENT_MEDIA_TYPE,
+    Group,
+    GroupAppend,
+    GroupForward,
+    Member,
+    MemberEvent,
+    MemberKind,
+    MemberState,
+    Role,
+    check_joined,
+    host_of,
+    is_remote,
+    parse_role,
+    remote_account_id,
+)
+from openmessenger.core.ids import (
+    AccountId,
+    Address,
+    ConversationId,
+    DeviceId,
+    Domain,
+    MessageId,
+    address_domain,
+    parse_address,
+    parse_domain,
+)
+from openmessenger.core.records import AuthenticatedDevice
+from openmessenger.crypto.keys import verify_ed25519
+from openmessenger.protocol import group_federation as wire
+from openmessenger.protocol import openmsg
+from openmessenger.protocol.openmsg import JsonObject, ResponseCode
+from openmessenger.services.federation_gate import FederationGate
+from openmessenger.services.groups import GroupService
+from openmessenger.services.messaging import SendResult, validate_encrypted_body
+from openmessenger.services.peers import PeerDirectory
+from openmessenger.services.ports import (
+    Clock,
+    FederationTransport,
+    PeerUnreachable,
+    Secrets,
+    Transaction,
+    UnitOfWork,
+)
+from openmessenger.services.signed_requests import SignedRequests
+
+log = logging.getLogger(__name__)
+_Model = TypeVar("_Model", bound=BaseModel)
+
+MAX_BACKOFF_SECONDS = 60.0
+_LEASE = timedelta(seconds=120)
+_BATCH = 32
+_FANOUT_ROWS = 64
+_MAX_SEQ_SPAN = 512
+_CURRENT = (MemberState.INVITED.value, MemberState.JOINED.value)
+
+
+def backoff_seconds(attempts: int, rng: random.Random) -> float:
+    """1 s, 2 s, 4 s ... up to a minute, each ±20 %."""
+    return min(MAX_BACKOFF_SECONDS, 2.0 ** min(max(0, attempts - 1), 16)) * rng.uniform(0.8, 1.2)
+
+
+class _Refusal(Exception):
+    def __init__(self, code: ResponseCode, message: str | None = None) -> None:
+        super().__init__(code.value)
+        self.code = code
+        self.message = message
+
+
+_STATUS: tuple[tuple[type[DomainError], int], ...] = (
+    (InvalidInput, 422),
+    (RateLimited, 429),
+    (LimitExceeded, 429),
+    (Refused, 403),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+)
+
+
+def _refusal_body(exc: DomainError) -> JsonObject:
+    status = next((s for kind, s in _STATUS if isinstance(exc, kind)), 409)
+    return wire.GroupRefusal(
+        status=status,
+        code=exc.code,
+        message=(exc.reason if isinstance(exc, InvalidInput) else exc.message)[:500],
+        field=exc.field if isinstance(exc, InvalidInput) else None,
+        retry_after=exc.retry_after if isinstance(exc, RateLimited) else None,
+    ).model_dump(mode="json")
+
+
+def _error_of(refusal: wire.GroupRefusal) -> DomainError:
+    """The host's refusal, raised here as its client API would have."""
+    if refusal.code == Refused.code:
+        return Refused()
+    if refusal.status == 404:
+        return NotFound(refusal.message, code=refusal.code)
+    if refusal.status == 403:
+        return Forbidden(refusal.message, code=refusal.code)
+    error: DomainError
+    if refusal.status == 422:
+        error = InvalidInput(refusal.field or "body", refusal.message)
+        error.reason = refusal.message.removeprefix(f"{error.field}: ")
+    elif refusal.status == 429:
+        error = RateLimited("participant in this conversation", refusal.retry_after or 1)
+        error.message = refusal.message
+    else:
+        return Conflict(refusal.message, code=refusal.code)
+    error.code = refusal.code  # the host's stable code (e.g. message_too_large)
+    return error
+
+
+def _wire_member(m: Member) -> wire.WireMember:
+    return wire.WireMember(
+        address=m.address,
+        role=m.role.value,
+        kind=m.kind.value,
+        app_id=m.app_id,
+        state=m.state.value,
+        invited_by=m.invited_by,
+        invited_seq=m.invited_seq,
+        joined_seq=m.joined_seq,
+        left_seq=m.left_seq,
+        joined_at=m.joined_at,
+    )
+
+
+def _wire_group(g: Group) -> wire.WireGroup:
+    return wire.WireGroup(
+        id=g.id, name=g.name, mode="history", created_by=g.created_by, created_at=g.created_at
+    )
+
+
+class GroupFederation:
+    def __init__(
+        self,
+        *,
+        uow: UnitOfWork,
+        clock: Clock,
+        secrets: Secrets,
+        domain: Domain,
+        transport: FederationTransport,
+        gate: FederationGate,
+        directory: PeerDirectory,
+        groups: GroupService,
+        give_up_after: timedelta,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._secrets = secrets
+        self._domain = domain
+        self._gate = gate
+        self._directory = directory
+        self._groups = groups
+        self._give_up_after = give_up_after
+        self._poll_seconds = poll_seconds
+        self._signed = SignedRequests(
+            secrets=secrets, clock=clock, domain=domain, transport=transport
+        )
+        self._rng = random.Random()  # noqa: S311 - jitter, not a secret
+        self._wake = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+
+    # --- asked by GroupService -------------------------------------------------------
+
+    async def learn(self, domain: Domain) -> None:
+        """Look up (and cache) what ``domain``'s node speaks, outside any transaction."""
+        with contextlib.suppress(Exception):
+            await self._directory.capability(domain, wire.GROUPS)
+
+    async def takes_groups(self, domain: Domain) -> bool:
+        """Whether ``domain``'s node takes part in groups; PeerUnavailable when it
+        could not be asked and nothing is known of it."""
+        found = await self._directory.capability(domain, wire.GROUPS)
+        if found is None:
+            raise PeerUnavailable(domain)
+        return found
+
+    async def act(
+        self,
+        caller: AuthenticatedDevice,
+        group_id: ConversationId,
+        action: str,
+        *,
+        address: str | None = None,
+        role: str | None = None,
+    ) -> None:
+        """The caller joins, declines or leaves a group hosted elsewhere: the host
+        decides, and the replica takes the membership it answers with."""
+        async with self._uow() as tx:
+            group = await tx.groups.get(group_id)
+            me = await tx.groups.member(group_id, caller.account.id)
+        if group is None or me is None or not me.state.current:
+            raise NotFound("No such group.", code="group_not_found")
+        request = wire.GroupActRequest.model_validate(
+            {
+                "group_id": group_id,
+                "actor": caller.account.address,
+                "action": action,
+                "address": address,
+                "role": role,
+            }
+        )
+        answer = await self._ask(Domain(host_of(group)), wire.GROUP_ACT_PATH, request)
+        found = _parse_model(wire.GroupActAnswer, answer)
+        if found is None:
+            raise PeerUnavailable(host_of(group))
+        async with self._uow() as tx:
+            locked = await tx.groups.lock(group_id)
+            if locked is not None:
+                await self._take_members(tx, locked, found.members, {})
+            await tx.commit()
+
+    async def forward(
+        self,
+        caller: AuthenticatedDevice,
+        group_id: ConversationId,
+        body: str,
+        client_txn_id: str | None,
+    ) -> SendResult:
+        """A message to a group hosted elsewhere: kept until the host orders it. The
+        host's message when it answers at once; else an ``accepted`` one (seq 0)
+        that arrives in the host's order later."""
+        now = self._clock.now()
+        message_id = MessageId(self._secrets.identifier())
+        async with self._uow() as tx:
+            me = await tx.groups.member(group_id, caller.account.id)
+            if me is None or not me.state.current:
+                raise NotFound("No such group.", code="group_not_found")
+            check_joined(me)
+            txn = client_txn_id or message_id
+            earlier = await tx.groups.forward_by_txn(caller.device.id, txn)
+            if earlier is not None:
+                return SendResult(self._pending(earlier, me.address), created=False)
+            forward = GroupForward(
+                message_id=message_id,
+                conversation_id=group_id,
+                sender_account_id=caller.account.id,
+                sender_device=caller.device.id,
+                body=body,
+                client_txn_id=txn,
+                sent_at=now,
+                attempts=1,
+                next_attempt_at=now + _LEASE,  # leased to this request
+                give_up_at=now + self._give_up_after,
+            )
+            await tx.groups.add_forward(forward)
+            await tx.commit()
+        outcome = await self._send_forward(forward, me.address)
+        await self._settle_forward(forward, outcome)
+        if isinstance(outcome, wire.SentOut):
+            return SendResult(
+                Message(
+                    id=MessageId(outcome.id),
+                    conversation_id=group_id,
+                    seq=outcome.seq,
+                    sender=me.address,
+                    sender_device=caller.device.id,
+                    recipient=Address(group_id),
+                    body=body,
+                    sent_at=outcome.sent_at,
+                    status=DeliveryStatus.DELIVERED,
+                    encryption=Encryption.END_TO_END,
+                ),
+                created=outcome.created,
+            )
+        if isinstance(outcome, wire.GroupRefusal):
+            raise _error_of(outcome)
+        return SendResult(self._pending(forward, me.address), created=True)
+
+    def _pending(self, forward: GroupForward, sender: Address) -> Message:
+        return Message(
+            id=forward.message_id,
+            conversation_id=forward.conversation_id,
+            seq=0,
+            sender=sender,
+            sender_device=DeviceId(forward.sender_device),
+            recipient=Address(forward.conversation_id),
+            body=forward.body,
+            sent_at=forward.sent_at,
+            status=DeliveryStatus.ACCEPTED,
+            encryption=Encryption.END_TO_END,
+        )
+
+    # --- the loop: the host's fan-out and a member node's forwards -------------------------
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._runner is None:
+            self._runner = asyncio.create_task(self._run(), name="group-federation")
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+            self._runner = None
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            busy = False
+            try:
+                busy = await self._round()
+            except Exception:
+                log.exception("group fan-out failed; retrying")
+            if busy:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
+
+    async def _round(self) -> bool:
+        """One pass over what is due; True when more may be due at once."""
+        now = self._clock.now()
+        async with self._uow() as tx:
+            streams = await tx.groups.claim_fanout(now, now + _LEASE, _BATCH)
+            forwards = await tx.groups.claim_forwards(now, now + _LEASE, _BATCH)
+            await tx.commit()
+        results = await asyncio.gather(
+            *(self._deliver_stream(g, d, attempts) for g, d, attempts in streams),
+            *(self._retry_forward(f) for f in forwards),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                log.error("a group delivery failed", exc_info=result)
+        return any(r is True for r in results) or len(streams) == _BATCH
+
+    async def _deliver_stream(
+        self, group_id: ConversationId, domain: Domain, attempts: int
+    ) -> bool:
+        """Send one (group, node)'s next batch; True when it has more waiting."""
+        async with self._uow() as tx:
+            rows = await tx.groups.fanout_rows(group_id, domain, _FANOUT_ROWS)
+            group = await tx.groups.get(group_id)
+            members = await tx.groups.members(group_id) if group else []
+            rows = [r for r in rows if rows and r[0] <= rows[0][0] + _MAX_SEQ_SPAN]
+            found = (
+                await tx.messages.history(group_id, rows[0][0] - 1, rows[-1][0] - rows[0][0] + 1)
+                if rows and group
+                else []
+            )
+        if not rows:
+            return False
+        last_seq = rows[-1][0]
+        by_seq = {m.seq: m for m in found}
+        batch: list[wire.WireGroupMessage] = []
+        chars = 0
+        for seq, receivers in rows:
+            message = by_seq.get(seq)
+            if message is None:
+                continue  # deleted meanwhile: nothing to send
+            if batch and chars + len(message.body) > wire.MAX_DELIVER_BODY_CHARS:
+                last_seq = batch[-1].seq
+                break
+            chars += len(message.body)
+            batch.append(_wire_message(message, receivers))
+        if group is None or not batch:
+            await self._settle_stream(group_id, domain, last_seq, 0, None)
+            return True
+        request = wire.GroupDeliverRequest(
+            group=_wire_group(group),
+            members=[_wire_member(m) for m in members],
+            messages=batch,
+        )
+        try:
+            answer = await self._post(domain, wire.GROUP_DELIVER_PATH, request)
+        except PeerUnavailable:
+            answer = None
+        if _parse_model(wire.GroupDeliverAnswer, answer) is None:
+            if answer is not None:
+                log.info("group %s: %s refused a delivery: %s", group_id, domain, answer)
+            delay = timedelta(seconds=backoff_seconds(attempts + 1, self._rng))
+            await self._settle_stream(group_id, domain, None, attempts + 1, delay)
+            return False
+        await self._settle_stream(group_id, domain, last_seq, 0, None)
+        return True
+
+    async def _settle_stream(
+        self,
+        group_id: ConversationId,
+        domain: Domain,
+        up_to_seq: int | None,
+        attempts: int,
+        delay: timedelta | None,
+    ) -> None:
+        async with self._uow() as tx:
+            await tx.groups.settle_fanout(
+                group_id,
+                domain,
+                up_to_seq=up_to_seq,
+                retry_at=self._clock.now() + (delay or timedelta(0)),
+                attempts=attempts,
+            )
+            await tx.commit()
+
+    async def _retry_forward(self, forward: GroupForward) -> bool:
+        async with self._uow() as tx:
+            me = await tx.groups.member(forward.conversation_id, forward.sender_account_id)
+        if me is None or self._clock.now() >= forward.give_up_at:
+            log.info("group message %s: given up", forward.message_id)
+            await self._settle_forward(forward, None, give_up=True)
+            return False
+        outcome = await self._send_forward(forward, me.address)
+        if isinstance(outcome, wire.GroupRefusal) and outcome.status == 429:
+            outcome = None  # over the group's rate for now: later
+        await self._settle_forward(forward, outcome)
+        return False
+
+    async def _send_forward(
+        self, forward: GroupForward, sender: Address
+    ) -> wire.SentOut | wire.GroupRefusal | None:
+        """One attempt: the host's message, its refusal, or None (try again later)."""
+        async with self._uow() as tx:
+            group = await tx.groups.get(forward.conversation_id)
+        if group is None:
+            return wire.GroupRefusal(status=404, code="group_not_found", message="No such group.")
+        request = wire.GroupSendRequest(
+            group_id=forward.conversation_id,
+            sender=sender,
+            sender_device=forward.sender_device,
+            body=forward.body,
+            client_txn_id=forward.client_txn_id,
+            sent_at=forward.sent_at,
+        )
+        try:
+            answer = await self._post(Domain(host_of(group)), wire.GROUP_SEND_PATH, request)
+        except PeerUnavailable:
+            return None
+        sent = _parse_model(wire.GroupSendAnswer, answer)
+        if sent is not None:
+            return sent.message
+        return _parse_model(wire.GroupRefusal, answer)
+
+    async def _settle_forward(
+        self,
+        forward: GroupForward,
+        outcome: wire.SentOut | wire.GroupRefusal | None,
+        *,
+        give_up: bool = False,
+    ) -> None:
+        async with self._uow() as tx:
+            if outcome is not None or give_up:
+                await tx.groups.settle_forward(forward.message_id, None, forward.attempts)
+            else:
+                delay = timedelta(seconds=backoff_seconds(forward.attempts, self._rng))
+                await tx.groups.settle_forward(
+                    forward.message_id,
+                    min(self._clock.now() + delay, forward.give_up_at),
+                    forward.attempts + 1,
+                )
+            await tx.commit()
+
+    # --- requests from our other nodes --------------------------------------------------
+
+    def handlers(self) -> dict[str, Callable[[bytes, Mapping[str, str]], Awaitable[JsonObject]]]:
+        """The signed endpoints this serves, by path (api/openmsg.py routes them)."""
+        return {
+            wire.GROUP_DELIVER_PATH: self.deliver,
+            wire.GROUP_ACT_PATH: self.act_for_peer,
+            wire.GROUP_SEND_PATH: self.send_for_peer,
+        }
+
+    async def deliver(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
+        return await self._answer(self._deliver(raw, headers))
+
+    async def act_for_peer(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
+        return await self._answer(self._act_for_peer(raw, headers))
+
+    async def send_for_peer(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
+        return await self._answer(self._send_for_peer(raw, headers))
+
+    async def _deliver(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
+        """A member node takes the host's next messages and its membership."""
+        origin = await self._origin(raw, headers, wire.GROUP_DELIVER_PATH)
+        request = _parse(wire.GroupDeliverRequest, raw)
+        if _domain_of(request.group.created_by) != origin:
+            raise _Refusal(ResponseCode.IDENT_CODE_INVALID, "Not that group's host.")
+        group_id = ConversationId(request.group.id)
+        messages = sorted(request.messages, key=lambda m: m.seq)
+        appended: list[AppendResult] = []
+        async with self._uow() as tx:
+            invited = await self._invited_here(tx, messages)
+            group = await tx.groups.lock(group_id)
+            if group is None:
+                if not invited:
+                    # Not an invitation over a connection: dropped, and nobody here hears of it.
+                    return wire.GroupDeliverAnswer(accepted=False).model_dump(mode="json")
+                created = request.group
+                await tx.groups.create(
+                    group_id, created.name, Address(created.created_by), created.created_at
+                )
+                group = await tx.groups.lock(group_id)
+                assert group is not None
+            elif host_of(group) != origin or group.created_by != request.group.created_by:
+                raise _Refusal(ResponseCode.IDENT_CODE_INVALID, "Not that group's host.")
+            local = await self._take_members(tx, group, request.members, invited)
+            last_seq = group.last_seq
+            for message in messages:
+                if message.seq <= last_seq:
+                    continue  # taken before (a retry whose answer was lost)
+                receivers = tuple(local[Address(a)] for a in message.to if Address(a) in local)
+                if not receivers:
+                    continue  # for nobody here: not kept
+                appended.append(
+                    await tx.messages.append_group(
+                        GroupAppend(
+                            message_id=MessageId(message.id),
+                            conversation_id=group_id,
+                            sender=Address(message.sender),
+                            sender_device=message.sender_device,
+                            body=message.body,
+                            client_txn_id=None,
+                            sent_at=message.sent_at,
+                            encryption=message.encryption,
+                            receivers=receivers,
+                            media_type=message.media_type,
+                            metadata=message.metadata,
+                            seq=message.seq,
+                        )
+                    )
+                )
+                last_seq = message.seq
+            await tx.commit()
+        await self._groups.publish(appended)
+        return wire.GroupDeliverAnswer(accepted=True).model_dump(mode="json")
+
+    async def _invited_here(
+        self, tx: Transaction, messages: Sequence[wire.WireGroupMessage]
+    ) -> dict[Address, AccountId]:
+        """This node's addresses the batch invites, each by an address it is
+        connected with: only those may join the replica as new participants."""
+        found: dict[Address, AccountId] = {}
+        for message in messages:
+            if message.media_type != MEMBER_EVENT_MEDIA_TYPE or not message.metadata:
+                continue
+            try:
+                event = json.loads(message.metadata)
+            except ValueError:
+                continue
+            if not isinstance(event, dict) or event.get("event") != MemberEvent.INVITED.value:
+                continue
+            address, by = event.get("address"), event.get("by")
+            if not isinstance(address, str) or not isinstance(by, str):
+                continue
+            if _domain_of(address) != self._domain:
+                continue
+            account = await tx.accounts.by_address(Address(address))
+            if account is None:
+                continue
+            if await tx.connections.get(account.id, Address(by)) is None:
+                continue  # a stranger cannot add you
+            found[account.address] = account.id
+        return found
+
+    async def _take_members(
+        self,
+        tx: Transaction,
+        group: Group,
+        members: Sequence[wire.WireMember],
+        invited: Mapping[Address, AccountId],
+    ) -> dict[Address, AccountId]:
+        """Lay the host's membership on the replica. A participant of this node is
+        added only when ``invited`` names it; returns this node's participants."""
+        known = {m.address: m for m in await tx.groups.members(group.id) if not is_remote(m)}
+        local: dict[Address, AccountId] = {a: m.account_id for a, m in known.items()}
+        now = self._clock.now()
+        for w in members:
+            address = Address(w.address)
+            if _domain_of(address) == self._domain:
+                before = known.get(address)
+                rejoins = before is not None and not before.state.current and w.state in _CURRENT
+                if (before is None or rejoins) and address not in invited:
+                    local.pop(address, None)
+                    continue  # only an invitation over a connection brings one in (again)
+                account_id = before.account_id if before else invited[address]
+                local[address] = account_id
+            else:
+                account_id = remote_account_id(address)
+            await tx.groups.put_member(
+                Member(
+                    conversation_id=group.id,
+                    account_id=account_id,
+                    address=address,
+                    role=Role(w.role),
+                    kind=MemberKind(w.kind),
+                    app_id=w.app_id,
+                    state=MemberState(w.state),
+                    invited_by=Address(w.invited_by) if w.invited_by else None,
+                    invited_seq=w.invited_seq,
+                    joined_seq=w.joined_seq,
+                    left_seq=w.left_seq,
+                    joined_at=w.joined_at,
+                    updated_at=now,
+                )
+            )
+        return local
+
+    async def _act_for_peer(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
+        """The host: a participant on the asking node joins, declines or leaves."""
+        origin = await self._origin(raw, headers, wire.GROUP_ACT_PATH)
+        request = _parse(wire.GroupActRequest, raw)
+        actor = self._their_address(request.actor, origin)
+        try:
+            await self._hosted_here(request.group_id)
+            account_id = remote_account_id(actor)
+            target = request.address or ""
+            if request.action == "join":
+                await self._groups.join_as(account_id, request.group_id)
+            elif request.action == "decline":
+                await self._groups.decline_as(account_id, request.group_id)
+            elif request.action == "leave":
+                await self._groups.leave_as(account_id, request.group_id)
+            elif request.action == "invite":
+                await self._groups.invite_from_peer(account_id, request.group_id, target)
+            elif request.action == "remove":
+                await self._groups.remove_as(account_id, request.group_id, target)
+            else:
+                role = parse_role(request.role or "")
+                await self._groups.set_role_as(account_id, request.group_id, target, role)
+        except DomainError as exc:
+            return _refusal_body(exc)
+        async with self._uow() as tx:
+            group = await tx.groups.get(ConversationId(request.group_id))
+            members = await tx.groups.members(ConversationId(request.group_id))
+        assert group is not None
+        return wire.GroupActAnswer(
+            group=_wire_group(group), members=[_wire_member(m) for m in members]
+        ).model_dump(mode="json")
+
+    async def _send_for_peer(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
+        """The host: order a message a participant on the asking node sent."""
+        origin = await self._origin(raw, headers, wire.GROUP_SEND_PATH)
+        request = _parse(wire.GroupSendRequest, raw)
+        sender = self._their_address(request.sender, origin)
+        try:
+            await self._hosted_here(request.group_id)
+            body = validate_encrypted_body(request.body)
+            result = await self._groups.send_from_peer(
+                remote_account_id(sender),
+                request.sender_device,
+                request.group_id,
+                body,
+                request.client_txn_id,
+            )
+        except DomainError as exc:
+            return _refusal_body(exc)
+        message = result.message
+        return wire.GroupSendAnswer(
+            message=wire.SentOut(
+                id=message.id, seq=message.seq, sent_at=message.sent_at, created=result.created
+            )
+        ).model_dump(mode="json")
+
+    async def _hosted_here(self, group_id: str) -> None:
+        async with self._uow() as tx:
+            group = await tx.groups.get(ConversationId(group_id))
+        if group is None or host_of(group) != self._domain:
+            raise NotFound("No such group.", code="group_not_found")
+
+    def _their_address(self, value: str, origin: Domain) -> Address:
+        try:
+            parsed = parse_address(value)
+        except InvalidInput:
+            raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "Not an address.") from None
+        if parsed.domain != origin:
+            raise _Refusal(ResponseCode.IDENT_CODE_INVALID)  # a node speaks for its own only
+        return parsed.address
+
+    # --- shared -----------------------------------------------------------------------
+
+    async def _origin(self, raw: bytes, headers: Mapping[str, str], path: str) -> Domain:
+        """The domain of our node that signed this request, or a refusal."""
+        try:
+            origin = parse_domain(headers.get(openmsg.ORIGIN_HEADER, ""))
+            timestamp = int(headers.get(openmsg.TIMESTAMP_HEADER, ""))
+        except (InvalidInput, ValueError):
+            raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "Unsigned request.") from None
+        if not openmsg.within_window(timestamp, int(self._clock.now().timestamp())):
+            raise _Refusal(ResponseCode.MESSAGE_EXPIRED)
+        code = await self._gate.refusal(origin)
+        if code is not None:
+            raise _Refusal(code)
+        descriptor = await self._directory.descriptor(origin)
+        signed = openmsg.signed_request_bytes("POST", path, self._domain, origin, timestamp, raw)
+        signature = headers.get(openmsg.SIGNATURE_HEADER, "")
+        if descriptor is None or not verify_ed25519(descriptor.signing_key, signed, signature):
+            raise _Refusal(ResponseCode.MESSAGE_UNKNOWN, "The signature does not verify.")
+        return origin
+
+    async def _answer(self, work: Awaitable[JsonObject]) -> JsonObject:
+        try:
+            return await work
+        except _Refusal as refusal:
+            return openmsg.error_body(refusal.code, refusal.message)
+
+    async def _post(self, domain: Domain, path: str, request: BaseModel) -> object:
+        try:
+            reply = await self._signed.post(domain, path, request.model_dump(mode="json"))
+        except PeerUnreachable as exc:
+            log.info("%s%s unreachable: %s", domain, path, exc)
+            raise PeerUnavailable(domain) from None
+        return reply.body if reply.status == openmsg.ANSWER_HTTP_STATUS else None
+
+    async def _ask(self, domain: Domain, path: str, request: BaseModel) -> object:
+        """A request whose refusal is the caller's error (``ok: false``)."""
+        answer = await self._post(domain, path, request)
+        refusal = _parse_model(wire.GroupRefusal, answer)
+        if refusal is not None:
+            raise _error_of(refusal)
+        return answer
+
+
+def _wire_message(message: Message, receivers: list[Address]) -> wire.WireGroupMessage:
+    return wire.WireGroupMessage(
+        id=message.id,
+        seq=message.seq,
+        sender=message.sender,
+        sender_device=message.sender_device,
+        body=message.body,
+        sent_at=message.sent_at,
+        encryption=message.encryption.value,
+        media_type=message.media_type,
+        metadata=message.metadata,
+        to=list(receivers),
+    )
+
+
+def _domain_of(address: str) -> Domain:
+    return address_domain(Address(address)) if "*" in address else Domain("")
+
+
+def _parse_model(model: type[_Model], data: object) -> _Model | None:
+    if not isinstance(data, dict) or data.get("ok") is not (model is not wire.GroupRefusal):
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        return None
+
+
+def _parse(model: type[_Model], raw: bytes) -> _Model:
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError:
+        raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "Not a valid request.") from None

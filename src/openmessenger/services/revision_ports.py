@@ -1,0 +1,43 @@
+"""The port of receipts, edits and deletions (services/revisions.py);
+``Transaction`` in ports.py exposes it. Implemented in storage/revisions.py."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from openmessenger.core.envelope import AppendResult, Message
+from openmessenger.core.ids import AccountId, Address, MessageId
+from openmessenger.core.revisions import Receipt, ReceiptKind, RevisionAppend
+
+
+class RevisionRepository(Protocol):
+    async def append(self, request: RevisionAppend) -> AppendResult:
+        """Append an edit or deletion event to a 1:1 conversation (seq, streams)."""
+        ...
+
+    async def mark_edited(self, message_id: MessageId, at: datetime) -> None: ...
+
+    async def set_replaces(self, message_id: MessageId, replaces: MessageId) -> None: ...
+
+    async def erase(self, message_id: MessageId, at: datetime) -> list[MessageId]:
+        """Erase the message and its edits in place (tombstones); the ids erased."""
+        ...
+
+    async def add_receipt(
+        self,
+        message: Message,
+        sender_account: AccountId,
+        reader_account: AccountId,
+        reader: Address,
+        kind: ReceiptKind,
+        at: datetime,
+    ) -> Receipt | None:
+        """None when this receipt was recorded before."""
+        ...
+
+    async def receipts_of(self, message_id: MessageId) -> list[Receipt]: ...
+
+    async def receipt_feed(
+        self, sender_account: AccountId, since: int, limit: int
+    ) -> list[Receipt]: ...

@@ -1,0 +1,456 @@
+"""Receipts, edits and deletions for everyone (docs/conversations.md).
+
+Edits and deletions travel in the conversation itself, as messages of the
+reserved media types of ``core/revisions.py``: they take the conversation's next
+``seq`` and a place in every receiving device's stream, so ``sync`` after any
+time offline gives what live delivery gave, in the same order, and a client
+that knows only ``message`` events still reads them as messages.
+
+Receipts do not belong to the conversation's order: each is a row of its own
+(``receipts``) on the feed of the message's *sender account* (every device of
+it reads the same feed: ``GET /v1/receipts?since=`` and the receipt stream),
+with an id that orders the feed. What the node learns from them: that a reader
+account's device got or read a given message, and when; nothing more. A reader
+whose ``send_receipts`` preference is off passes nothing on: the node drops
+its receipts unseen.
+
+Only conversations on this node: a 1:1 conversation with an address on another
+node can neither be edited nor deleted for everyone (409), and receipts from or
+to other nodes are not carried (no Openmsg extension carries them yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import replace
+
+from openmessenger.core.envelope import AppendResult, Encryption, Message
+from openmessenger.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Refused
+from openmessenger.core.groups import (
+    GroupAppend,
+    Member,
+    MemberState,
+    check_joined,
+    visible_seqs,
+)
+from openmessenger.core.ids import (
+    AccountId,
+    ConversationId,
+    Domain,
+    MessageId,
+    parse_address,
+)
+from openmessenger.core.preferences import Name
+from openmessenger.core.records import AuthenticatedDevice
+from openmessenger.core.revisions import (
+    DELETE_MEDIA_TYPE,
+    DELETED_NOTICE,
+    EDIT_MEDIA_TYPE,
+    NOT_REVISABLE,
+    NOT_SENDER,
+    REMOTE_UNSUPPORTED,
+    Receipt,
+    RevisionAppend,
+    check_receipt_ids,
+    check_revisable,
+    delete_metadata,
+    edit_metadata,
+    no_message,
+    parse_kind,
+    receivable,
+)
+from openmessenger.services.messaging import (
+    SendResult,
+    _check_page,
+    _check_since,
+    validate_encrypted_body,
+)
+from openmessenger.services.policies import PolicyService
+from openmessenger.services.ports import Bus, Clock, Secrets, Transaction, UnitOfWork
+from openmessenger.services.preferences import PreferenceService
+
+RECEIPT_PAGE = 500
+_LIVE_LIMIT = 1024
+
+
+def _metadata(value: dict[str, str]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+class _Lagged(Exception):
+    pass
+
+
+class _ReceiptSubscription:
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Receipt] = asyncio.Queue(maxsize=_LIVE_LIMIT)
+        self.lagged = False
+
+    def offer(self, receipt: Receipt) -> None:
+        try:
+            self._queue.put_nowait(receipt)
+        except asyncio.QueueFull:
+            self.lagged = True  # what it missed is in the store
+
+    async def __aiter__(self) -> AsyncIterator[Receipt]:
+        while True:
+            receipt = await self._queue.get()
+            if self.lagged:
+                raise _Lagged()
+            yield receipt
+
+
+class ReceiptHub:
+    """Live fan-out of new receipts to the processes' subscribers of an account's feed."""
+
+    def __init__(self) -> None:
+        self._subscribers: defaultdict[AccountId, set[_ReceiptSubscription]] = defaultdict(set)
+
+    def publish(self, receipts: Sequence[Receipt]) -> None:
+        for receipt in receipts:
+            for subscription in self._subscribers.get(receipt.sender_account, ()):
+                subscription.offer(receipt)
+
+    @asynccontextmanager
+    async def subscribe(self, account_id: AccountId) -> AsyncIterator[_ReceiptSubscription]:
+        subscription = _ReceiptSubscription()
+        self._subscribers[account_id].add(subscription)
+        try:
+            yield subscription
+        finally:
+            subscribers = self._subscribers[account_id]
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscribers[account_id]
+
+
+class RevisionService:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        bus: Bus,
+        clock: Clock,
+        secrets: Secrets,
+        domain: Domain,
+        preferences: PreferenceService,
+        policies: PolicyService | None = None,
+    ) -> None:
+        self._uow = uow
+        self._bus = bus
+        self._clock = clock
+        self._secrets = secrets
+        self._domain = domain
+        self._preferences = preferences
+        self._policies = policies
+        self.hub = ReceiptHub()
+
+    # -- edits ------------------------------------------------------------------------
+
+    async def edit(
+        self,
+        caller: AuthenticatedDevice,
+        message_id: str,
+        body: str,
+        client_txn_id: str | None,
+        encryption: Encryption = Encryption.END_TO_END,
+    ) -> SendResult:
+        """Append a new end-to-end body replacing ``message_id`` (which the caller's
+        account sent) to its conversation; every device of every participant gets it."""
+        if encryption is not Encryption.END_TO_END:
+            raise InvalidInput("encryption", "must be end-to-end: edits are")
+        body = validate_encrypted_body(body)
+        await self._check_policy(caller, message_id, body)
+        async with self._uow() as tx:
+            original, group_members = await self._target(tx, caller, message_id)
+            if original.provenance is not None:
+                raise Conflict(
+                    "A message sent through an app cannot be edited.", code=NOT_REVISABLE
+                )
+            now = self._clock.now()
+            new_id = MessageId(self._secrets.identifier())
+            metadata = _metadata(edit_metadata(original.id))
+            if group_members is not None:
+                result = await tx.messages.append_group(
+                    GroupAppend(
+                        message_id=new_id,
+                        conversation_id=original.conversation_id,
+                        sender=caller.account.address,
+                        sender_device=caller.device.id,
+                        body=body,
+                        client_txn_id=client_txn_id,
+                        sent_at=now,
+                        encryption=Encryption.END_TO_END.value,
+                        receivers=group_members,
+                        media_type=EDIT_MEDIA_TYPE,
+                        metadata=metadata,
+                    )
+                )
+                if result.created:
+                    assert result.message is not None
+                    await tx.revisions.set_replaces(result.message.id, original.id)
+                    result = _with_replaces(result, original.id)
+            else:
+                receivers = await self._direct_receivers(tx, caller, original, edit=True)
+                result = await tx.revisions.append(
+                    RevisionAppend(
+                        message_id=new_id,
+                        conversation_id=original.conversation_id,
+                        sender=caller.account.address,
+                        sender_device=caller.device.id,
+                        recipient=original.recipient,
+                        body=body,
+                        encryption=Encryption.END_TO_END,
+                        media_type=EDIT_MEDIA_TYPE,
+                        metadata=edit_metadata(original.id),
+                        replaces=original.id,
+                        client_txn_id=client_txn_id,
+                        sent_at=now,
+                        receivers=receivers,
+                    )
+                )
+            assert result.message is not None
+            if result.created:
+                await tx.revisions.mark_edited(original.id, now)
+                await tx.commit()
+        await self._publish(result)
+        return SendResult(result.message, result.created)
+
+    # -- deletions ----------------------------------------------------------------------
+
+    async def delete(self, caller: AuthenticatedDevice, message_id: str) -> Message:
+        """Erase the message and all its edits (tombstones stay) and tell every
+        device of every participant, in the conversation's order."""
+        async with self._uow() as tx:
+            original, group_members = await self._target(tx, caller, message_id)
+            receivers = group_members
+            if receivers is None:
+                receivers = await self._direct_receivers(tx, caller, original, edit=False)
+            now = self._clock.now()
+            await tx.revisions.erase(original.id, now)
+            new_id = MessageId(self._secrets.identifier())
+            if group_members is not None:
+                result = await tx.messages.append_group(
+                    GroupAppend(
+                        message_id=new_id,
+                        conversation_id=original.conversation_id,
+                        sender=caller.account.address,
+                        sender_device="",  # the node's: every device of the sender gets it too
+                        body=DELETED_NOTICE,
+                        client_txn_id=None,
+                        sent_at=now,
+                        encryption=Encryption.TRANSPORT.value,
+                        receivers=receivers,
+                        media_type=DELETE_MEDIA_TYPE,
+                        metadata=_metadata(delete_metadata(original.id)),
+                    )
+                )
+                await tx.revisions.set_replaces(new_id, original.id)
+            else:
+                result = await tx.revisions.append(
+                    RevisionAppend(
+                        message_id=new_id,
+                        conversation_id=original.conversation_id,
+                        sender=caller.account.address,
+                        sender_device="",
+                        recipient=original.recipient,
+                        body=DELETED_NOTICE,
+                        encryption=Encryption.TRANSPORT,
+                        media_type=DELETE_MEDIA_TYPE,
+                        metadata=delete_metadata(original.id),
+                        replaces=original.id,
+                        client_txn_id=None,
+                        sent_at=now,
+                        receivers=receivers,
+                    )
+                )
+            tombstone = await tx.messages.get(original.id)
+            assert tombstone is not None
+            await tx.commit()
+        await self._publish(result)
+        return tombstone
+
+    # -- receipts -----------------------------------------------------------------------
+
+    async def acknowledge(
+        self, caller: AuthenticatedDevice, kind: str, message_ids: list[str]
+    ) -> list[Receipt]:
+        """Record that the caller's account got (or read) these messages; the new
+        receipts go to each message's sender account. Messages the caller cannot
+        see, its own, and events are passed over without a word; so is everything
+        in a conversation where the caller's ``send_receipts`` preference is off."""
+        receipt_kind = parse_kind(kind)
+        ids = check_receipt_ids(message_ids)
+        async with self._uow() as tx:
+            found = [m for m in [await tx.messages.get(i) for i in ids] if m is not None]
+        allowed: dict[ConversationId, bool] = {}
+        for message in found:
+            if message.conversation_id not in allowed:
+                allowed[message.conversation_id] = await self._sends_receipts(
+                    caller, message.conversation_id
+                )
+        added: list[Receipt] = []
+        now = self._clock.now()
+        async with self._uow() as tx:
+            for message in found:
+                if not allowed[message.conversation_id]:
+                    continue
+                if not receivable(message, caller.account.address):
+                    continue
+                if not await self._visible(tx, caller, message):
+                    continue
+                sender = await tx.accounts.by_address(message.sender)
+                if sender is None:  # another node's (not carried), or gone
+                    continue
+                receipt = await tx.revisions.add_receipt(
+                    message, sender.id, caller.account.id, caller.account.address, receipt_kind, now
+                )
+                if receipt is not None:
+                    added.append(receipt)
+            await tx.commit()
+        self.hub.publish(added)
+        return added
+
+    async def receipts_of(self, caller: AuthenticatedDevice, message_id: str) -> list[Receipt]:
+        """The receipts of a message the caller's account sent."""
+        async with self._uow() as tx:
+            message = await tx.messages.get(MessageId(message_id))
+            if message is None or not await self._visible(tx, caller, message):
+                raise no_message()
+            if message.sender != caller.account.address:
+                raise Forbidden("Only the sender sees a message's receipts.", code=NOT_SENDER)
+            return await tx.revisions.receipts_of(message.id)
+
+    async def feed(
+        self, caller: AuthenticatedDevice, since: int, limit: int
+    ) -> tuple[list[Receipt], bool]:
+        """The caller account's receipt feed after ``since``, and whether there is more."""
+        limit = _check_page(since, limit)
+        async with self._uow() as tx:
+            found = await tx.revisions.receipt_feed(caller.account.id, since, limit + 1)
+        return found[:limit], len(found) > limit
+
+    async def follow(self, account_id: AccountId, since: int) -> AsyncGenerator[Receipt]:
+        """The account's receipt feed from ``since`` on: backlog first, then live."""
+        _check_since(since)
+        last = since
+        while True:
+            async with self.hub.subscribe(account_id) as live:
+                # Subscribed before reading the backlog, so nothing falls between.
+                while True:
+                    async with self._uow() as tx:
+                        batch = await tx.revisions.receipt_feed(account_id, last, RECEIPT_PAGE)
+                    for receipt in batch:
+                        last = receipt.id
+                        yield receipt
+                    if len(batch) < RECEIPT_PAGE:
+                        break
+                try:
+                    async for receipt in live:
+                        if receipt.id <= last:
+                            continue
+                        last = receipt.id
+                        yield receipt
+                except _Lagged:
+                    continue
+
+    # -- inside -------------------------------------------------------------------------
+
+    async def _target(
+        self, tx: Transaction, caller: AuthenticatedDevice, message_id: str
+    ) -> tuple[Message, tuple[AccountId, ...] | None]:
+        """The message the caller's account may change, and for a group message the
+        accounts of its joined participants (the group locked). Unseen: not found."""
+        if not message_id or len(message_id) > 64:
+            raise no_message()
+        message = await tx.messages.get(MessageId(message_id))
+        if message is None:
+            raise no_message()
+        group = await tx.groups.lock(message.conversation_id)
+        if group is not None:
+            members = await tx.groups.members(group.id)
+            me = next((m for m in members if m.account_id == caller.account.id), None)
+            if not _sees(me, message):
+                raise no_message()
+            check_revisable(message, caller.account.address)
+            check_joined(me)
+            if parse_address(group.created_by).domain != self._domain:
+                raise Conflict(  # a replica: its host orders the group's log (F)
+                    "Not in a group hosted on another node (yet).",
+                    code=REMOTE_UNSUPPORTED,
+                )
+            joined = tuple(m.account_id for m in members if m.state is MemberState.JOINED)
+            return message, joined
+        if caller.account.address not in (message.sender, message.recipient):
+            raise no_message()
+        check_revisable(message, caller.account.address)
+        return message, None
+
+    async def _check_policy(self, caller: AuthenticatedDevice, message_id: str, body: str) -> None:
+        """An edit counts as a message: the conversation's size and rate limits
+        apply (checked only for the sender's own message: nobody else's edit can
+        succeed, and nothing is learnt from a limit)."""
+        if self._policies is None or not message_id or len(message_id) > 64:
+            return
+        async with self._uow() as tx:
+            found = await tx.messages.get(MessageId(message_id))
+        if found is not None and found.sender == caller.account.address:
+            await self._policies.check_send(caller.account.id, found.conversation_id, body)
+
+    async def _direct_receivers(
+        self, tx: Transaction, caller: AuthenticatedDevice, original: Message, *, edit: bool
+    ) -> tuple[AccountId, ...]:
+        recipient = parse_address(original.recipient, field="message_id")
+        if recipient.domain != self._domain:
+            raise Conflict(
+                "Edits and deletions reach addresses on this node only.", code=REMOTE_UNSUPPORTED
+            )
+        if edit:
+            contact = await tx.connections.get(caller.account.id, recipient.address)
+            if contact is None or not contact.peer_accepts_messages:
+                raise Refused()
+        account = await tx.accounts.by_address(recipient.address)
+        if account is None:
+            return (caller.account.id,)
+        return (account.id, caller.account.id)
+
+    async def _visible(
+        self, tx: Transaction, caller: AuthenticatedDevice, message: Message
+    ) -> bool:
+        group = await tx.groups.get(message.conversation_id)
+        if group is not None:
+            return _sees(await tx.groups.member(group.id, caller.account.id), message)
+        return caller.account.address in (message.sender, message.recipient)
+
+    async def _sends_receipts(
+        self, caller: AuthenticatedDevice, conversation_id: ConversationId
+    ) -> bool:
+        """The reader's ``send_receipts`` preference where the message is (the
+        narrowest level set: conversation, contact, device, account)."""
+        try:
+            found = await self._preferences.effective(
+                caller, conversation=conversation_id, name=Name.SEND_RECEIPTS.value
+            )
+        except NotFound:
+            found = await self._preferences.effective(caller, name=Name.SEND_RECEIPTS.value)
+        return all(e.value is not False for e in found.preferences)
+
+    async def _publish(self, result: AppendResult) -> None:
+        if result.created and result.events:
+            await self._bus.publish(result.events)
+
+
+def _sees(member: Member | None, message: Message) -> bool:
+    seqs = visible_seqs(member)
+    return seqs is not None and seqs[0] <= message.seq <= seqs[1]
+
+
+def _with_replaces(result: AppendResult, replaces: MessageId) -> AppendResult:
+    assert result.message is not None
+    message = replace(result.message, replaces=replaces)
+    return replace(
+        result, message=message, events=tuple(replace(e, message=message) for e in result.events)
+    )
