@@ -8,6 +8,7 @@ URL clients reach it by (``public_url``, e.g. ``https://alpha.test``)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import secrets
@@ -21,6 +22,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from openmessenger.core.policies import Plan
 from openmessenger.crypto.device_identity import DeviceIdentity
 from openmessenger.protocol.client_api import signed_challenge_bytes
 
@@ -60,6 +62,10 @@ class NodeUnderTest:
             "OPENMESSENGER_DEVICE_RATE_LIMIT": "1000000/second",
             "OPENMESSENGER_ACCOUNT_RATE_LIMIT": "1000000/second",
             "OPENMESSENGER_APP_KEY_RATE_LIMIT": "1000000/second",
+            # Likewise each plan's message rate per participant and conversation.
+            "OPENMESSENGER_PLANS": json.dumps(
+                {plan.value: {"message_rate": "1000000/second"} for plan in Plan}
+            ),
             **self.env,
         }
         self.process = subprocess.Popen(

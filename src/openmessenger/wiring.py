@@ -279,6 +279,9 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
         ),
     )
     ephemeral.policy = policies
+    preferences = PreferenceService(uow, clock, apps)
+    revisions = RevisionService(uow, bus, clock, secrets, domain, preferences, policies)
+    revisions.groups = groups
     services = NodeServices(
         domain=domain,
         clock=clock,
@@ -307,7 +310,7 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
         webhooks=webhooks,
         groups=groups,
         policies=policies,
-        preferences=PreferenceService(uow, clock, apps),
+        preferences=preferences,
         contact_requests=ContactRequestService(
             uow,
             clock,
@@ -319,9 +322,7 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
         ),
         blocks=blocks,
         ephemeral=ephemeral,
-        revisions=RevisionService(
-            uow, bus, clock, secrets, domain, PreferenceService(uow, clock, apps), policies
-        ),
+        revisions=revisions,
     )
     app = create_app(services, max_request_bytes=settings.max_request_bytes)
     outbox.start()

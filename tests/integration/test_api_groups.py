@@ -90,6 +90,11 @@ async def stream(device: ApiDevice) -> list[dict[str, Any]]:
     return [e["message"] for e in await device.sync()]
 
 
+def said_to(messages: list[dict[str, Any]]) -> list[str]:
+    """The ids of what people said (membership events left out)."""
+    return [m["id"] for m in messages if m["media_type"] != "group.member"]
+
+
 def addresses(group: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return {m["address"]: (m["role"], m["state"]) for m in group["members"]}
 
@@ -343,6 +348,36 @@ async def test_a_removed_participant_gets_nothing_new(http: httpx.AsyncClient) -
     assert refused.status_code == 404
     assert (await carol.get("/v1/groups")).json()["groups"] == []
     assert after["id"] in [m["id"] for m in await stream(alice)]
+
+
+async def test_a_blocked_address_reaches_nobody_who_blocked_it_through_a_group(
+    http: httpx.AsyncClient,
+) -> None:
+    alice, bob, carol = await people(http, "Alice", "Bob", "Carol")
+    for a, b in ((alice, bob), (alice, carol), (bob, carol)):
+        await connect(a, b)
+    blocked = await bob.post(f"/v1/contacts/{quote(carol.address)}/block")
+    assert blocked.status_code == 201, blocked.text
+    # Carol cannot put Bob into a group: the same refusal as a stranger gets.
+    gid_of_carol = (await create(carol, "Carol's"))["id"]
+    invited = await carol.post(f"/v1/groups/{gid_of_carol}/members", {"address": bob.address})
+    assert (invited.status_code, invited.json()["code"]) == (403, "refused")
+    assert [g["id"] for g in (await bob.get("/v1/groups")).json()["groups"]] == []
+    # In Alice's group Bob sees everyone but Carol.
+    gid = (await create(alice, "All", bob, carol))["id"]
+    await join(bob, gid)
+    await join(carol, gid)
+    from_carol, from_alice = await send(carol, gid), await send(alice, gid)
+    assert said_to(await stream(bob)) == [from_alice["id"]]
+    assert said_to(await history(bob, gid)) == [from_alice["id"]]
+    # Alice still reads both; unblocking brings Carol's next messages back to Bob.
+    assert {from_carol["id"], from_alice["id"]} <= {m["id"] for m in await history(alice, gid)}
+    unblocked = await bob.http.delete(
+        f"/v1/contacts/{quote(carol.address)}/block", headers=bob.auth
+    )
+    assert unblocked.status_code == 204
+    again = await send(carol, gid)
+    assert said_to(await stream(bob)) == [from_alice["id"], again["id"]]
 
 
 async def test_when_the_owner_leaves_the_longest_standing_admin_owns_the_group(

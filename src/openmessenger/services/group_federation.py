@@ -71,6 +71,7 @@ from openmessenger.core.ids import (
     parse_domain,
 )
 from openmessenger.core.records import AuthenticatedDevice
+from openmessenger.core.revisions import DELETE_MEDIA_TYPE, EDIT_MEDIA_TYPE
 from openmessenger.crypto.keys import verify_ed25519
 from openmessenger.protocol import group_federation as wire
 from openmessenger.protocol import openmsg
@@ -547,6 +548,14 @@ class GroupFederation:
                 if message.seq <= last_seq:
                     continue  # taken before (a retry whose answer was lost)
                 receivers = tuple(local[Address(a)] for a in message.to if Address(a) in local)
+                if message.media_type != MEMBER_EVENT_MEDIA_TYPE:
+                    # Whoever blocked the sender does not get their messages.
+                    blockers = await tx.blocks.blockers(receivers, Address(message.sender))
+                    receivers = tuple(a for a in receivers if a not in blockers)
+                revised = await self._revised(tx, group_id, message)
+                if message.media_type == DELETE_MEDIA_TYPE and revised is not None:
+                    # Deleted for everyone: our copy goes too, kept for anyone or not.
+                    await tx.revisions.erase(revised, self._clock.now())
                 if not receivers:
                     continue  # for nobody here: not kept
                 appended.append(
@@ -567,10 +576,33 @@ class GroupFederation:
                         )
                     )
                 )
+                if revised is not None:
+                    await tx.revisions.set_replaces(MessageId(message.id), revised)
+                    if message.media_type == EDIT_MEDIA_TYPE:
+                        await tx.revisions.mark_edited(revised, message.sent_at)
                 last_seq = message.seq
             await tx.commit()
         await self._groups.publish(appended)
         return wire.GroupDeliverAnswer(accepted=True).model_dump(mode="json")
+
+    async def _revised(
+        self, tx: Transaction, group_id: ConversationId, message: wire.WireGroupMessage
+    ) -> MessageId | None:
+        """The message of this group that an edit or a deletion from the host names,
+        if this node has it and it is the same sender's; None for anything else."""
+        key = {EDIT_MEDIA_TYPE: "replaces", DELETE_MEDIA_TYPE: "deletes"}.get(message.media_type)
+        if key is None or not message.metadata:
+            return None
+        try:
+            named = json.loads(message.metadata).get(key)
+        except (ValueError, AttributeError):
+            return None
+        if not isinstance(named, str) or not named:
+            return None
+        original = await tx.messages.get(MessageId(named))
+        if original is None or original.conversation_id != group_id:
+            return None
+        return original.id if original.sender == message.sender else None
 
     async def _invited_here(
         self, tx: Transaction, messages: Sequence[wire.WireGroupMessage]
@@ -597,6 +629,8 @@ class GroupFederation:
                 continue
             if await tx.connections.get(account.id, Address(by)) is None:
                 continue  # a stranger cannot add you
+            if await tx.blocks.is_blocked(account.id, Address(by)):
+                continue  # nor someone you blocked
             found[account.address] = account.id
         return found
 

@@ -403,11 +403,22 @@ class GroupService:
             if seqs is None:
                 raise Forbidden("Join the group to read it.", code=FORBIDDEN)
             first, last = seqs
-            found = await tx.messages.history(
-                ConversationId(group_id), max(after_seq, first - 1), limit + 1
-            )
-        readable = [m for m in found if m.seq <= last]
-        return HistoryPage(readable[:limit], has_more=len(readable) > limit)
+            blocked = {address for address, _ in await tx.blocks.list_for(caller.account.id)}
+            cursor = max(after_seq, first - 1)
+            while True:
+                found = await tx.messages.history(ConversationId(group_id), cursor, limit + 1)
+                readable = [m for m in found if m.seq <= last]
+                has_more = len(readable) > limit
+                readable = readable[:limit]
+                # What someone the caller blocked said is not shown (membership is).
+                shown = [
+                    m
+                    for m in readable
+                    if m.sender not in blocked or m.media_type == MEMBER_EVENT_MEDIA_TYPE
+                ]
+                if shown or not has_more:
+                    return HistoryPage(shown, has_more=has_more)
+                cursor = readable[-1].seq
 
     # -- messages -----------------------------------------------------------------------
 
@@ -480,6 +491,9 @@ class GroupService:
         async with self._uow() as tx:
             group, members, me = await self._locked(tx, group_id, account_id)
             check_joined(me)
+            joined = [m.account_id for m in members if _joined(m)]
+            # Whoever blocked the sender does not get their messages, in groups too.
+            blockers = await tx.blocks.blockers(joined, me.address)
             result = await tx.messages.append_group(
                 GroupAppend(
                     message_id=MessageId(self._secrets.identifier()),
@@ -490,12 +504,12 @@ class GroupService:
                     client_txn_id=client_txn_id,
                     sent_at=sent_at,
                     encryption=Encryption.END_TO_END.value,
-                    receivers=tuple(m.account_id for m in members if _joined(m)),
+                    receivers=tuple(a for a in joined if a not in blockers),
                 )
             )
             assert result.message is not None
             if result.created:
-                await self._fan_out(tx, result, [m for m in members if _joined(m)])
+                await self.fan_out(tx, result, [m for m in members if _joined(m)])
                 await tx.commit()
         await self._publish([result])
         return SendResult(result.message, result.created)
@@ -559,7 +573,7 @@ class GroupService:
                 )
             return _Invitee(remote_account_id(target.address), target.address, None)
         account = await tx.accounts.by_address(target.address)
-        if account is None:
+        if account is None or await tx.blocks.is_blocked(account.id, caller.account.address):
             raise Refused()
         return _Invitee(account.id, account.address, account)
 
@@ -676,10 +690,10 @@ class GroupService:
                 metadata=json.dumps(metadata, sort_keys=True, separators=(",", ":")),
             )
         )
-        await self._fan_out(tx, appended, list(remote.values()))
+        await self.fan_out(tx, appended, list(remote.values()))
         return appended
 
-    async def _fan_out(
+    async def fan_out(
         self, tx: Transaction, appended: AppendResult, receivers: Sequence[Member]
     ) -> None:
         """The host: a message for participants on other nodes waits in the group's

@@ -60,3 +60,9 @@ class BlockRepository(Protocol):
     async def list_for(self, account_id: AccountId) -> list[tuple[Address, datetime]]: ...
 
     async def is_blocked(self, account_id: AccountId, address: Address) -> bool: ...
+
+    async def blockers(
+        self, account_ids: Iterable[AccountId], address: Address
+    ) -> set[AccountId]:
+        """Which of ``account_ids`` blocked ``address`` (one query)."""
+        ...

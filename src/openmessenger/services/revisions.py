@@ -63,6 +63,7 @@ from openmessenger.core.revisions import (
     parse_kind,
     receivable,
 )
+from openmessenger.services.groups import GroupService
 from openmessenger.services.messaging import (
     SendResult,
     _check_page,
@@ -147,6 +148,8 @@ class RevisionService:
         self._preferences = preferences
         self._policies = policies
         self.hub = ReceiptHub()
+        self.groups: GroupService | None = None
+        """Fans group edits and deletions out to other nodes (set by wiring)."""
 
     # -- edits ------------------------------------------------------------------------
 
@@ -184,7 +187,7 @@ class RevisionService:
                         client_txn_id=client_txn_id,
                         sent_at=now,
                         encryption=Encryption.END_TO_END.value,
-                        receivers=group_members,
+                        receivers=tuple(m.account_id for m in group_members),
                         media_type=EDIT_MEDIA_TYPE,
                         metadata=metadata,
                     )
@@ -192,6 +195,7 @@ class RevisionService:
                 if result.created:
                     assert result.message is not None
                     await tx.revisions.set_replaces(result.message.id, original.id)
+                    await self._fan_out(tx, result, group_members)
                     result = _with_replaces(result, original.id)
             else:
                 receivers = await self._direct_receivers(tx, caller, original, edit=True)
@@ -216,7 +220,7 @@ class RevisionService:
             if result.created:
                 await tx.revisions.mark_edited(original.id, now)
                 await tx.commit()
-        await self._publish(result)
+        await self._publish(result, in_group=group_members is not None)
         return SendResult(result.message, result.created)
 
     # -- deletions ----------------------------------------------------------------------
@@ -226,8 +230,9 @@ class RevisionService:
         device of every participant, in the conversation's order."""
         async with self._uow() as tx:
             original, group_members = await self._target(tx, caller, message_id)
-            receivers = group_members
-            if receivers is None:
+            if group_members is not None:
+                receivers = tuple(m.account_id for m in group_members)
+            else:
                 receivers = await self._direct_receivers(tx, caller, original, edit=False)
             now = self._clock.now()
             await tx.revisions.erase(original.id, now)
@@ -249,6 +254,7 @@ class RevisionService:
                     )
                 )
                 await tx.revisions.set_replaces(new_id, original.id)
+                await self._fan_out(tx, result, group_members)
             else:
                 result = await tx.revisions.append(
                     RevisionAppend(
@@ -270,7 +276,7 @@ class RevisionService:
             tombstone = await tx.messages.get(original.id)
             assert tombstone is not None
             await tx.commit()
-        await self._publish(result)
+        await self._publish(result, in_group=group_members is not None)
         return tombstone
 
     # -- receipts -----------------------------------------------------------------------
@@ -361,9 +367,9 @@ class RevisionService:
 
     async def _target(
         self, tx: Transaction, caller: AuthenticatedDevice, message_id: str
-    ) -> tuple[Message, tuple[AccountId, ...] | None]:
-        """The message the caller's account may change, and for a group message the
-        accounts of its joined participants (the group locked). Unseen: not found."""
+    ) -> tuple[Message, list[Member] | None]:
+        """The message the caller's account may change, and for a group message its
+        joined participants (the group locked). Unseen: not found."""
         if not message_id or len(message_id) > 64:
             raise no_message()
         message = await tx.messages.get(MessageId(message_id))
@@ -382,8 +388,7 @@ class RevisionService:
                     "Not in a group hosted on another node (yet).",
                     code=REMOTE_UNSUPPORTED,
                 )
-            joined = tuple(m.account_id for m in members if m.state is MemberState.JOINED)
-            return message, joined
+            return message, [m for m in members if m.state is MemberState.JOINED]
         if caller.account.address not in (message.sender, message.recipient):
             raise no_message()
         check_revisable(message, caller.account.address)
@@ -438,7 +443,18 @@ class RevisionService:
             found = await self._preferences.effective(caller, name=Name.SEND_RECEIPTS.value)
         return all(e.value is not False for e in found.preferences)
 
-    async def _publish(self, result: AppendResult) -> None:
+    async def _fan_out(
+        self, tx: Transaction, result: AppendResult, members: Sequence[Member]
+    ) -> None:
+        """A group's participants on other nodes get edits and deletions as they get
+        its messages (their nodes erase their copies of a deleted message too)."""
+        if self.groups is not None and result.created:
+            await self.groups.fan_out(tx, result, members)
+
+    async def _publish(self, result: AppendResult, *, in_group: bool) -> None:
+        if in_group and self.groups is not None:
+            await self.groups.publish([result])  # webhooks and other nodes too
+            return
         if result.created and result.events:
             await self._bus.publish(result.events)
 

@@ -203,6 +203,17 @@ class SqlBlocks(Repository):
         )
         return bool((await self._conn.execute(query)).scalar())
 
+    async def blockers(
+        self, account_ids: Iterable[AccountId], address: Address
+    ) -> set[AccountId]:
+        wanted = sorted(set(account_ids))
+        if not wanted:
+            return set()
+        query = select(address_blocks.c.account_id).where(
+            address_blocks.c.account_id.in_(wanted), address_blocks.c.address == address
+        )
+        return {AccountId(r.account_id) for r in await self._conn.execute(query)}
+
 
 async def drop_blocked(
     conn: SqlConnection,

@@ -19,6 +19,7 @@ from openmessenger.client import Client, Message
 from openmessenger.client.e2e import DecryptionError
 from openmessenger.client.errors import ApiError, RefusedError
 from openmessenger.client.groups import group_event
+from openmessenger.client.revisions import apply_revisions
 from openmessenger.core.ids import Domain
 from openmessenger.protocol import group_federation as gwire
 from openmessenger.protocol import groups_api
@@ -371,3 +372,39 @@ async def test_a_message_sent_while_the_host_is_down_arrives_once_it_is_back_and
 
 async def _empty(found: Awaitable[list[Any]]) -> bool:
     return not await found
+
+
+async def test_an_edit_and_a_deletion_reach_the_other_node_which_erases_its_copy(
+    alpha: FederatedNode, beta: FederatedNode, devices: OpenDevice
+) -> None:
+    alice, bob, gid = await two_node_group(alpha, beta, devices)
+    sent = await alice.send_to_group(gid, "the first draft")
+    assert await group_texts(bob, gid, 1) == ["the first draft"]
+    stored_on_beta = {r.id: r.body for r in await rows(beta, tables.messages)}
+    assert sent.id in stored_on_beta
+
+    await alice.edit(sent.id, "the second draft")
+
+    async def edited_on_beta() -> bool:
+        latest = apply_revisions(await bob.group_history(gid))
+        return [m.text for m in latest if group_event(m) is None] == ["the second draft"]
+
+    await until(edited_on_beta, "the edit on beta")
+    kept = {r.id: r for r in await rows(beta, tables.messages)}
+    edits = [r for r in kept.values() if r.replaces == sent.id]
+    assert len(edits) == 1 and kept[sent.id].edited_at is not None
+
+    await alice.delete_for_everyone(sent.id)
+
+    async def erased_on_beta() -> bool:
+        found = {r.id: r for r in await rows(beta, tables.messages)}
+        return found[sent.id].deleted_at is not None
+
+    await until(erased_on_beta, "the deletion on beta")
+    after = {r.id: r for r in await rows(beta, tables.messages)}
+    # Neither the message's ciphertext nor its edit's is left on beta.
+    for erased in (sent.id, edits[0].id):
+        assert after[erased].deleted_at is not None
+        assert '"ciphertext"' not in after[erased].body
+    latest = apply_revisions(await bob.group_history(gid))
+    assert [m.text for m in latest if group_event(m) is None] == []
