@@ -13,6 +13,7 @@ identity's Ed25519 key by signing it. Only public keys leave the device.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncGenerator, Mapping
@@ -22,7 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from websockets.exceptions import ConnectionClosedError
+from websockets.asyncio.client import ClientConnection
 
 from openmessenger.client import transport
 from openmessenger.client.apps import AppSigning, AppTag, ProvenanceError, app_signature, check_tag
@@ -69,9 +70,6 @@ RETRY_DELAYS_SECONDS = (0.2, 1.0)
 # milliseconds), then at most once a second.
 WAIT_FIRST_PAUSE_SECONDS = 0.02
 WAIT_MAX_PAUSE_SECONDS = 1.0
-STREAM_RECONNECT_ATTEMPTS = 8
-"""Consecutive failed reconnects before ``listen`` gives up (about a minute)."""
-STREAM_MAX_DELAY_SECONDS = 10.0
 
 
 class Client(
@@ -370,55 +368,29 @@ class Client(
         reached at the start or after repeated attempts."""
         token = await self._session_token()
         await self._receive_to_device(await self.end_to_end())
-        reconnects = 0
-        token_refreshed = False
-        ever_connected = False
-        while True:
-            close_code: int | None = None
-            close_reason = ""
-            try:
-                async with transport.open_stream(
-                    self.server_url,
-                    self.stream_position,
-                    token,
-                    open_timeout_seconds=self._timeout,
-                ) as socket:
-                    ever_connected = True
-                    reconnects = 0
-                    async for frame in socket:
-                        event = transport.parse_stream_frame(frame)
-                        token_refreshed = False
-                        if event.position <= self.stream_position:
-                            continue
-                        try:
-                            opened = await self._open(event.message, event.position)
-                            await self._acknowledge_delivered([opened])  # receipts
-                            yield opened
-                        finally:
-                            # Runs when the caller asks for the next message or stops
-                            # listening: either way this message was handed over.
-                            self._state = self._store.advance_cursor(event.position)
-                    close_code, close_reason = socket.close_code, socket.close_reason or ""
-            except ConnectionClosedError as closed:
-                if closed.rcvd is not None:
-                    close_code, close_reason = closed.rcvd.code, closed.rcvd.reason
-            except transport.StreamUnauthenticatedError:
-                close_code = transport.STREAM_UNAUTHENTICATED_CLOSE_CODE
-            except ServerUnreachableError:
-                if not ever_connected or reconnects >= STREAM_RECONNECT_ATTEMPTS:
-                    raise
-            if close_code == transport.STREAM_UNAUTHENTICATED_CLOSE_CODE:
-                if token_refreshed:  # even a fresh token was turned away
-                    raise ApiError(401, transport.UNAUTHENTICATED, "the stream refused the token")
-                token = await self._reauthenticate(stale_token=token)
-                token_refreshed = True
-                continue
-            if close_code is not None and transport.is_client_error_close(close_code):
-                # The node says the request itself is wrong: retrying cannot help.
-                raise ApiError(close_code - 4000, "stream_closed", close_reason or None)
-            token_refreshed = False
-            reconnects += 1
-            await asyncio.sleep(min(STREAM_MAX_DELAY_SECONDS, 0.5 * 2 ** (reconnects - 1)))
+
+        def open_(token: str) -> contextlib.AbstractAsyncContextManager[ClientConnection]:
+            # From the cursor as it is at each (re)connection.
+            return transport.open_stream(
+                self.server_url, self.stream_position, token, open_timeout_seconds=self._timeout
+            )
+
+        frames = transport.reconnecting_frames(open_, token, self._reauthenticate)
+        try:
+            async for frame in frames:
+                event = transport.parse_stream_frame(frame)
+                if event.position <= self.stream_position:
+                    continue
+                try:
+                    opened = await self._open(event.message, event.position)
+                    await self._acknowledge_delivered([opened])  # receipts
+                    yield opened
+                finally:
+                    # Runs when the caller asks for the next message or stops
+                    # listening: either way this message was handed over.
+                    self._state = self._store.advance_cursor(event.position)
+        finally:
+            await frames.aclose()
 
     async def _conversation_messages(self, conversation_id: str) -> list[Message]:
         path = f"/conversations/{quote(conversation_id, safe='')}/messages"

@@ -24,17 +24,14 @@ import contextlib
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
-from urllib.parse import urlencode
 
 import httpx
 import pydantic
 from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosedError, InvalidHandshake, InvalidStatus
 
 from openmessenger.client import transport
 from openmessenger.client.devices import canonical_address
@@ -78,8 +75,6 @@ MAX_TEXT_CHARS = 4000
 """Fits, encrypted, in the node's default ephemeral_max_body_chars (8192)."""
 SEND_ATTEMPTS = 3
 RETRY_DELAYS_SECONDS = (0.2, 1.0)
-STREAM_RECONNECT_ATTEMPTS = 8
-STREAM_MAX_DELAY_SECONDS = 10.0
 SEEN_SECONDS = 2 * MAX_HOLD_SECONDS + 60
 """How long an id is remembered to drop a second copy (a sender's retry)."""
 SEEN_MAX = 10_000
@@ -386,41 +381,21 @@ class EphemeralMessaging:
         when the node cannot be reached at the start or after repeated attempts."""
         engine = await self.end_to_end()
         token = await self._session_token()
-        reconnects = 0
-        token_refreshed = False
-        ever_connected = False
-        while True:
-            close_code: int | None = None
-            close_reason = ""
-            try:
-                async with _open_ephemeral_stream(self.server_url, token, self._timeout) as socket:
-                    ever_connected = True
-                    reconnects = 0
-                    async for frame in socket:
-                        token_refreshed = False
-                        opened = await self._ephemeral_event(engine, _parse_frame(frame))
-                        if opened is not None:
-                            yield opened
-                    close_code, close_reason = socket.close_code, socket.close_reason or ""
-            except ConnectionClosedError as closed:
-                if closed.rcvd is not None:
-                    close_code, close_reason = closed.rcvd.code, closed.rcvd.reason
-            except transport.StreamUnauthenticatedError:
-                close_code = transport.STREAM_UNAUTHENTICATED_CLOSE_CODE
-            except ServerUnreachableError:
-                if not ever_connected or reconnects >= STREAM_RECONNECT_ATTEMPTS:
-                    raise
-            if close_code == transport.STREAM_UNAUTHENTICATED_CLOSE_CODE:
-                if token_refreshed:
-                    raise ApiError(401, transport.UNAUTHENTICATED, "the stream refused the token")
-                token = await self._reauthenticate(stale_token=token)
-                token_refreshed = True
-                continue
-            if close_code is not None and transport.is_client_error_close(close_code):
-                raise ApiError(close_code - 4000, "stream_closed", close_reason or None)
-            token_refreshed = False
-            reconnects += 1
-            await asyncio.sleep(min(STREAM_MAX_DELAY_SECONDS, 0.5 * 2 ** (reconnects - 1)))
+
+        def open_(token: str) -> contextlib.AbstractAsyncContextManager[ClientConnection]:
+            url = transport.socket_url(self.server_url, "/stream", {"ephemeral": "only"})
+            return transport.open_socket(
+                self.server_url, url, token, open_timeout_seconds=self._timeout
+            )
+
+        frames = transport.reconnecting_frames(open_, token, self._reauthenticate)
+        try:
+            async for frame in frames:
+                opened = await self._ephemeral_event(engine, _parse_frame(frame))
+                if opened is not None:
+                    yield opened
+        finally:
+            await frames.aclose()
 
     async def _ephemeral_event(
         self, engine: EndToEnd, event: EphemeralEventOut | EphemeralExpiredOut
@@ -527,32 +502,6 @@ def _parse_frame(frame: str | bytes) -> EphemeralEventOut | EphemeralExpiredOut:
         return _EVENTS.validate_json(frame)
     except pydantic.ValidationError as exc:
         raise ProtocolError(f"the stream sent a frame that is no ephemeral event: {exc}") from exc
-
-
-@contextlib.asynccontextmanager
-async def _open_ephemeral_stream(
-    server_url: str, token: str, open_timeout_seconds: float
-) -> AsyncIterator[ClientConnection]:
-    """The stream socket with only this device's ephemeral events (as
-    ``transport.open_stream``, with ``?ephemeral=only``)."""
-    base = "wss" + server_url[5:] if server_url.startswith("https") else "ws" + server_url[4:]
-    url = f"{base}{wire.API_PREFIX}/stream?{urlencode({'ephemeral': 'only'})}"
-    try:
-        socket = await ws_connect(
-            url,
-            additional_headers={"Authorization": f"Bearer {token}"},
-            open_timeout=open_timeout_seconds,
-        )
-    except InvalidStatus as exc:
-        if exc.response.status_code in (401, 403):
-            raise transport.StreamUnauthenticatedError from exc
-        raise ServerUnreachableError(server_url, f"stream refused: {exc}") from exc
-    except (OSError, TimeoutError, InvalidHandshake) as exc:
-        raise ServerUnreachableError(server_url, str(exc) or type(exc).__name__) from exc
-    try:
-        yield socket
-    finally:
-        await socket.close()
 
 
 __all__ = [

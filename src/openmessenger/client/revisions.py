@@ -26,11 +26,10 @@ from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import httpx
-from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.asyncio.client import ClientConnection
 
 from openmessenger.client import transport
 from openmessenger.client.crypto_store import CryptoStore
@@ -138,6 +137,8 @@ class Revisions:
 
         async def _session_token(self) -> str: ...
 
+        async def _reauthenticate(self, *, stale_token: str) -> str: ...
+
         async def end_to_end(self) -> EndToEnd: ...
 
         async def _open(self, message: wire.MessageOut, position: int | None = None) -> Message: ...
@@ -236,19 +237,17 @@ class Revisions:
         as each is handed over."""
         since = await self._receipts_cursor()
         token = await self._session_token()
-        base = self.server_url
-        ws_base = "wss" + base[5:] if base.startswith("https") else "ws" + base[4:]
-        url = f"{ws_base}{wire.API_PREFIX}/receipts/stream?{urlencode({'since': since})}"
-        try:
-            socket = await ws_connect(
-                url,
-                additional_headers={"Authorization": f"Bearer {token}"},
-                open_timeout=self._timeout,
+
+        def open_(token: str) -> contextlib.AbstractAsyncContextManager[ClientConnection]:
+            # From the cursor as it is at each (re)connection.
+            url = transport.socket_url(self.server_url, "/receipts/stream", {"since": since})
+            return transport.open_socket(
+                self.server_url, url, token, open_timeout_seconds=self._timeout
             )
-        except (OSError, TimeoutError, InvalidHandshake) as exc:
-            raise ServerUnreachableError(base, str(exc) or type(exc).__name__) from exc
+
+        frames = transport.reconnecting_frames(open_, token, self._reauthenticate)
         try:
-            async for frame in socket:
+            async for frame in frames:
                 r = receipts_wire.ReceiptOut.model_validate_json(frame)
                 if r.id <= since:
                     continue
@@ -257,14 +256,8 @@ class Revisions:
                     yield Receipt.from_wire(r)
                 finally:
                     self._save_receipts_cursor(since)
-        except ConnectionClosed as closed:
-            if closed.rcvd is not None and closed.rcvd.code >= 4400:
-                raise ApiError(
-                    closed.rcvd.code - 4000, "stream_closed", closed.rcvd.reason
-                ) from None
-            raise ServerUnreachableError(base, "the receipt stream closed") from None
         finally:
-            await socket.close()
+            await frames.aclose()
 
     # -- inside -------------------------------------------------------------------------
 

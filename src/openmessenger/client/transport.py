@@ -3,8 +3,9 @@ network's failures into the SDK's errors. Knows nothing about sessions."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
@@ -12,7 +13,7 @@ import httpx
 import pydantic
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosedError, InvalidHandshake, InvalidStatus
 
 from openmessenger.client.errors import (
     ApiError,
@@ -138,19 +139,85 @@ def is_client_error_close(close_code: int) -> bool:
     return 4400 <= close_code <= 4499
 
 
-def stream_url(server_url: str, since: int) -> str:
+def socket_url(server_url: str, path: str, params: Mapping[str, str | int]) -> str:
+    """The WebSocket URL of ``path`` under /v1/ on the node at ``server_url``."""
     ws_base = "wss" + server_url[5:] if server_url.startswith("https") else "ws" + server_url[4:]
-    return f"{ws_base}{wire.API_PREFIX}/stream?{urlencode({'since': since})}"
+    return f"{ws_base}{wire.API_PREFIX}{path}?{urlencode(params)}"
+
+
+def stream_url(server_url: str, since: int) -> str:
+    return socket_url(server_url, "/stream", {"since": since})
+
+
+def open_stream(
+    server_url: str, since: int, token: str, *, open_timeout_seconds: float
+) -> contextlib.AbstractAsyncContextManager[ClientConnection]:
+    """The device's stream socket from ``since`` on."""
+    return open_socket(
+        server_url, stream_url(server_url, since), token, open_timeout_seconds=open_timeout_seconds
+    )
+
+
+STREAM_RECONNECT_ATTEMPTS = 8
+"""Consecutive failed reconnects before a stream gives up (about a minute)."""
+STREAM_MAX_DELAY_SECONDS = 10.0
+
+
+async def reconnecting_frames(
+    open_: Callable[[str], contextlib.AbstractAsyncContextManager[ClientConnection]],
+    token: str,
+    reauthenticate: Callable[..., Awaitable[str]],
+) -> AsyncGenerator[str | bytes]:
+    """The frames of a socket the SDK keeps open. ``open_(token)`` is called again
+    after a dropped connection (with backoff), so it may resume from where the
+    caller got to; after a refused token, once more with a fresh one
+    (``reauthenticate(stale_token=...)``). Raises ServerUnreachableError when the
+    node cannot be reached at the start or after repeated attempts, and ApiError
+    when it says the request is wrong (a 44xx close code)."""
+    reconnects = 0
+    token_refreshed = False
+    ever_connected = False
+    while True:
+        close_code: int | None = None
+        close_reason = ""
+        try:
+            async with open_(token) as socket:
+                ever_connected = True
+                reconnects = 0
+                async for frame in socket:
+                    token_refreshed = False
+                    yield frame
+                close_code, close_reason = socket.close_code, socket.close_reason or ""
+        except ConnectionClosedError as closed:
+            if closed.rcvd is not None:
+                close_code, close_reason = closed.rcvd.code, closed.rcvd.reason
+        except StreamUnauthenticatedError:
+            close_code = STREAM_UNAUTHENTICATED_CLOSE_CODE
+        except ServerUnreachableError:
+            if not ever_connected or reconnects >= STREAM_RECONNECT_ATTEMPTS:
+                raise
+        if close_code == STREAM_UNAUTHENTICATED_CLOSE_CODE:
+            if token_refreshed:  # even a fresh token was turned away
+                raise ApiError(401, UNAUTHENTICATED, "the stream refused the token")
+            token = await reauthenticate(stale_token=token)
+            token_refreshed = True
+            continue
+        if close_code is not None and is_client_error_close(close_code):
+            # The node says the request itself is wrong: retrying cannot help.
+            raise ApiError(close_code - 4000, "stream_closed", close_reason or None)
+        token_refreshed = False
+        reconnects += 1
+        await asyncio.sleep(min(STREAM_MAX_DELAY_SECONDS, 0.5 * 2 ** (reconnects - 1)))
 
 
 @contextlib.asynccontextmanager
-async def open_stream(
-    server_url: str, since: int, token: str, *, open_timeout_seconds: float
+async def open_socket(
+    server_url: str, url: str, token: str, *, open_timeout_seconds: float
 ) -> AsyncIterator[ClientConnection]:
-    """A connected stream socket; only failures to connect are translated here."""
+    """A connected socket; only failures to connect are translated here."""
     try:
         socket = await ws_connect(
-            stream_url(server_url, since),
+            url,
             additional_headers={"Authorization": f"Bearer {token}"},
             open_timeout=open_timeout_seconds,
         )
