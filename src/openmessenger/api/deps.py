@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
 from openmessenger.core.apps import API_KEY_PREFIX, AppCaller
+from openmessenger.core.envelope import CLIENT_TXN_ID_PATTERN
 from openmessenger.core.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from openmessenger.core.records import AuthenticatedDevice
 from openmessenger.protocol.apps_api import ACCOUNT_HEADER
@@ -104,3 +105,16 @@ async def _services(request: Request) -> NodeServices:
 
 
 Services = Annotated[NodeServices, Depends(_services)]
+
+
+IdempotencyKey = Annotated[
+    str | None, Header(pattern=CLIENT_TXN_ID_PATTERN, alias="Idempotency-Key")
+]
+"""The ``Idempotency-Key`` header of a write, the same as ``client_txn_id`` in its body."""
+
+
+def client_txn_id(in_body: str | None, header: str | None) -> str | None:
+    """A write's idempotency key, from its body or its header (which must agree)."""
+    if in_body and header and in_body != header:
+        raise InvalidInput("client_txn_id", "differs from the Idempotency-Key header")
+    return in_body or header

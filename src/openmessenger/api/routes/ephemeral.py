@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Response, status
 
-from fastapi import APIRouter, Header, Response, status
-
-from openmessenger.api.deps import CurrentDevice, Services
+from openmessenger.api.deps import CurrentDevice, IdempotencyKey, Services, client_txn_id
 from openmessenger.api.ephemeral import event_out, sent_out
-from openmessenger.core.envelope import CLIENT_TXN_ID_PATTERN
-from openmessenger.core.errors import InvalidInput
 from openmessenger.protocol.client_api import API_PREFIX
 from openmessenger.protocol.ephemeral import EphemeralPollOut, EphemeralSendIn, EphemeralSentOut
 
@@ -27,22 +23,18 @@ async def send(
     caller: CurrentDevice,
     services: Services,
     response: Response,
-    idempotency_key: Annotated[
-        str | None, Header(pattern=CLIENT_TXN_ID_PATTERN, alias="Idempotency-Key")
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> EphemeralSentOut:
     """Relay a disappearing message to one device of a connected address on this
     node, from memory only. Undelivered after the node's hold (at most 120 s),
     it is dropped and the sending device gets an ``ephemeral.expired`` event."""
-    if body.client_txn_id and idempotency_key and body.client_txn_id != idempotency_key:
-        raise InvalidInput("client_txn_id", "differs from the Idempotency-Key header")
     sent = await services.ephemeral.send(
         caller,
         body.to,
         body.device,
         body.body,
         body.lifespan_seconds,
-        body.client_txn_id or idempotency_key,
+        client_txn_id(body.client_txn_id, idempotency_key),
     )
     if not sent.created:
         response.status_code = status.HTTP_200_OK

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from openmessenger.api import render
-from openmessenger.api.deps import CurrentDevice, Services
-from openmessenger.core.envelope import CLIENT_TXN_ID_PATTERN, DeliveryStatus, Encryption
-from openmessenger.core.errors import InvalidInput
+from openmessenger.api.deps import CurrentDevice, IdempotencyKey, Services, client_txn_id
+from openmessenger.core.envelope import DeliveryStatus, Encryption
 from openmessenger.core.groups import Member
 from openmessenger.protocol.client_api import API_PREFIX, MessageList, MessageOut
 from openmessenger.protocol.groups_api import (
@@ -132,18 +131,14 @@ async def send(
     caller: CurrentDevice,
     services: Services,
     response: Response,
-    idempotency_key: Annotated[
-        str | None, Header(pattern=CLIENT_TXN_ID_PATTERN, alias="Idempotency-Key")
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> MessageOut:
     """Send an end-to-end body to every joined participant."""
-    if body.client_txn_id and idempotency_key and body.client_txn_id != idempotency_key:
-        raise InvalidInput("client_txn_id", "differs from the Idempotency-Key header")
     result = await services.groups.send(
         caller,
         group_id,
         body.body,
-        body.client_txn_id or idempotency_key,
+        client_txn_id(body.client_txn_id, idempotency_key),
         Encryption(body.encryption),
     )
     if not result.created:

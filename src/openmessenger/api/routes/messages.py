@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from openmessenger.api import render, render_keys
-from openmessenger.api.deps import CurrentDevice, Services
-from openmessenger.core.envelope import CLIENT_TXN_ID_PATTERN, Encryption
-from openmessenger.core.errors import InvalidInput
+from openmessenger.api.deps import CurrentDevice, IdempotencyKey, Services, client_txn_id
+from openmessenger.core.envelope import Encryption
 from openmessenger.protocol.client_api import API_PREFIX, MessageList, MessageOut, SendIn, SyncOut
 from openmessenger.services.messaging import MAX_PAGE
 
@@ -27,19 +26,15 @@ async def send(
     caller: CurrentDevice,
     services: Services,
     response: Response,
-    idempotency_key: Annotated[
-        str | None, Header(pattern=CLIENT_TXN_ID_PATTERN, alias="Idempotency-Key")
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> MessageOut:
     """Send to a connected address. The same ``client_txn_id`` (or ``Idempotency-Key``) twice
     stores and delivers one message."""
-    if body.client_txn_id and idempotency_key and body.client_txn_id != idempotency_key:
-        raise InvalidInput("client_txn_id", "differs from the Idempotency-Key header")
     result = await services.messaging.send(
         caller,
         body.to,
         body.body,
-        body.client_txn_id or idempotency_key,
+        client_txn_id(body.client_txn_id, idempotency_key),
         Encryption(body.encryption),
         media_type=body.media_type,
         metadata=body.metadata,

@@ -6,13 +6,20 @@ import asyncio
 import contextlib
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, WebSocket, status
+from fastapi import APIRouter, Query, Response, WebSocket, status
 from starlette.websockets import WebSocketDisconnect
 
 from openmessenger.api import render
-from openmessenger.api.deps import CurrentDevice, Services, authenticate, services_of
-from openmessenger.core.envelope import CLIENT_TXN_ID_PATTERN, Encryption
-from openmessenger.core.errors import DomainError, InvalidInput
+from openmessenger.api.deps import (
+    CurrentDevice,
+    IdempotencyKey,
+    Services,
+    authenticate,
+    client_txn_id,
+    services_of,
+)
+from openmessenger.core.envelope import Encryption
+from openmessenger.core.errors import DomainError
 from openmessenger.core.revisions import Receipt
 from openmessenger.protocol.client_api import API_PREFIX, MessageOut
 from openmessenger.protocol.revisions_api import (
@@ -53,21 +60,17 @@ async def edit(
     caller: CurrentDevice,
     services: Services,
     response: Response,
-    idempotency_key: Annotated[
-        str | None, Header(pattern=CLIENT_TXN_ID_PATTERN, alias="Idempotency-Key")
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> MessageOut:
     """Replace the text of a message your account sent (1:1 or group): the edit is
     a ``message.edit`` message in the same conversation whose ``replaces`` names
     it. Someone else's message: ``403 not_message_sender``; one you cannot see:
     ``404 message_not_found``; a deleted one: ``409 message_deleted``."""
-    if body.client_txn_id and idempotency_key and body.client_txn_id != idempotency_key:
-        raise InvalidInput("client_txn_id", "differs from the Idempotency-Key header")
     result = await services.revisions.edit(
         caller,
         message_id,
         body.body,
-        body.client_txn_id or idempotency_key,
+        client_txn_id(body.client_txn_id, idempotency_key),
         Encryption(body.encryption),
     )
     if not result.created:
