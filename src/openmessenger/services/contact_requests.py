@@ -13,8 +13,6 @@ sender's hourly limit, dropped or not, so the limit tells nothing either.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from openmessenger.core.contact_requests import ContactRequest, RequestState, validate_note
 from openmessenger.core.errors import Conflict, InvalidInput, NotFound, RateLimited
 from openmessenger.core.ids import Domain, parse_address
@@ -23,14 +21,9 @@ from openmessenger.core.records import Account, AccountKind, AuthenticatedDevice
 from openmessenger.services.pairing import PairingService
 from openmessenger.services.ports import Clock, Secrets, Transaction, UnitOfWork
 from openmessenger.services.preferences import accept_requests_of
+from openmessenger.services.request_limits import WindowLimiter
 
 MAX_ID_CHARS = 64
-
-
-class WindowLimiter(Protocol):
-    async def hit(self, rate: str, *key: str) -> bool: ...
-
-    async def retry_after(self, rate: str, *key: str) -> int: ...
 
 
 class ContactRequestService:

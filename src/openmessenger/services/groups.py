@@ -62,7 +62,7 @@ from openmessenger.core.records import Account, AccountKind, AuthenticatedDevice
 from openmessenger.services.messaging import (
     HistoryPage,
     SendResult,
-    _check_page,
+    check_page,
     validate_encrypted_body,
 )
 from openmessenger.services.ports import Bus, Clock, Secrets, Transaction, UnitOfWork
@@ -394,7 +394,7 @@ class GroupService:
     ) -> HistoryPage:
         """The group's log as the caller may read it: from its joining on, and for a
         participant who left or was removed, up to that event and no further."""
-        limit = _check_page(after_seq, limit, field="after_seq")
+        limit = check_page(after_seq, limit, field="after_seq")
         async with self._uow() as tx:
             me = await tx.groups.member(ConversationId(group_id), caller.account.id)
             if me is None or me.state in (MemberState.DECLINED,):

@@ -200,7 +200,7 @@ class MessagingService:
         return await self._readable(caller.device, found)
 
     async def sync(self, caller: AuthenticatedDevice, since: int, limit: int) -> SyncPage:
-        limit = _check_page(since, limit)
+        limit = check_page(since, limit)
         async with self._uow() as tx:
             events = await tx.messages.stream(caller.device.id, since, limit + 1)
         page = await self._readable_events(caller.device, events[:limit])
@@ -210,7 +210,7 @@ class MessagingService:
     async def history(
         self, caller: AuthenticatedDevice, conversation_id: str, after_seq: int, limit: int
     ) -> HistoryPage:
-        limit = _check_page(after_seq, limit, field="after_seq")
+        limit = check_page(after_seq, limit, field="after_seq")
         async with self._uow() as tx:
             contact = await tx.connections.by_conversation(
                 caller.account.id, ConversationId(conversation_id)
@@ -234,7 +234,7 @@ class MessagingService:
 
     async def follow(self, device_id: DeviceId, since: int) -> AsyncGenerator[StreamEvent]:
         """The device's stream from ``since`` on, backlog first, then live, in order, forever."""
-        _check_since(since)
+        check_since(since)
         position = since
         while True:
             async with self._bus.subscribe(device_id) as live:
@@ -299,13 +299,13 @@ MAX_POSITION = 2**63 - 1
 """Positions and seqs are 64-bit signed in the database."""
 
 
-def _check_since(since: int, *, field: str = "since") -> None:
+def check_since(since: int, *, field: str = "since") -> None:
     if not 0 <= since <= MAX_POSITION:
         raise InvalidInput(field, f"must be from 0 to {MAX_POSITION}")
 
 
-def _check_page(since: int, limit: int, *, field: str = "since") -> int:
-    _check_since(since, field=field)
+def check_page(since: int, limit: int, *, field: str = "since") -> int:
+    check_since(since, field=field)
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidInput("limit", f"must be between 1 and {MAX_PAGE}")
     return limit

@@ -66,8 +66,8 @@ from openmessenger.core.revisions import (
 from openmessenger.services.groups import GroupService
 from openmessenger.services.messaging import (
     SendResult,
-    _check_page,
-    _check_since,
+    check_page,
+    check_since,
     validate_encrypted_body,
 )
 from openmessenger.services.policies import PolicyService
@@ -334,14 +334,14 @@ class RevisionService:
         self, caller: AuthenticatedDevice, since: int, limit: int
     ) -> tuple[list[Receipt], bool]:
         """The caller account's receipt feed after ``since``, and whether there is more."""
-        limit = _check_page(since, limit)
+        limit = check_page(since, limit)
         async with self._uow() as tx:
             found = await tx.revisions.receipt_feed(caller.account.id, since, limit + 1)
         return found[:limit], len(found) > limit
 
     async def follow(self, account_id: AccountId, since: int) -> AsyncGenerator[Receipt]:
         """The account's receipt feed from ``since`` on: backlog first, then live."""
-        _check_since(since)
+        check_since(since)
         last = since
         while True:
             async with self.hub.subscribe(account_id) as live:
