@@ -282,6 +282,7 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
     preferences = PreferenceService(uow, clock, apps)
     revisions = RevisionService(uow, bus, clock, secrets, domain, preferences, policies)
     revisions.groups = groups
+    revisions.webhooks = webhooks
     services = NodeServices(
         domain=domain,
         clock=clock,

@@ -18,6 +18,9 @@ from sqlalchemy.engine import make_url
 from openmessenger.core.revisions import DELETED_NOTICE
 from openmessenger.settings import Settings
 from tests.support.api import ApiDevice, register, rows_mentioning
+from tests.support.apps import connect_to, create_app, registered
+from tests.support.node import SettableClock
+from tests.support.webhook_receiver import webhook_receiver
 
 FORGED_TYPES = ["message.edit", "message.delete", "message.deleted", "Message.Edit", "message.x"]
 
@@ -405,3 +408,28 @@ async def test_an_edit_is_held_to_the_conversations_size_limit(http: httpx.Async
 
     assert problem(refused) == (422, "message_too_large")
     assert [e["message"]["id"] for e in await bob.sync()] == [original["id"]]
+
+
+async def test_an_apps_backend_hears_of_a_deletion_by_webhook(
+    http: httpx.AsyncClient, clock: SettableClock
+) -> None:
+    with webhook_receiver() as receiver:
+        shop = await create_app(await registered(http, clock), "shop")
+        bot = await shop.create_account("Shop bot")
+        alice = await register(http, "Alice")
+        await connect_to(shop, bot["account_id"], alice)
+        hook = await shop.http.put(
+            "/v1/apps/shop/webhook", json={"url": receiver.webhook_url()}, headers=shop.auth
+        )
+        assert hook.status_code == 200, hook.text
+        sent = await alice.send(bot["address"], "my order number is 4711")
+        assert sent.status_code == 201, sent.text
+        assert json.loads((await receiver.next()).body)["message"]["id"] == sent.json()["id"]
+
+        deleted = await alice.http.delete(f"/v1/messages/{sent.json()['id']}", headers=alice.auth)
+        assert deleted.status_code == 200, deleted.text
+
+        call = json.loads((await receiver.next()).body)
+        assert (call["account_id"], call["app_id"]) == (bot["account_id"], "shop")
+        assert call["message"]["media_type"] == "message.delete"
+        assert call["message"]["metadata"] == {"deletes": sent.json()["id"]}

@@ -73,6 +73,7 @@ from openmessenger.services.messaging import (
 from openmessenger.services.policies import PolicyService
 from openmessenger.services.ports import Bus, Clock, Secrets, Transaction, UnitOfWork
 from openmessenger.services.preferences import PreferenceService
+from openmessenger.services.webhooks import WebhookQueue
 
 RECEIPT_PAGE = 500
 _LIVE_LIMIT = 1024
@@ -150,6 +151,8 @@ class RevisionService:
         self.hub = ReceiptHub()
         self.groups: GroupService | None = None
         """Fans group edits and deletions out to other nodes (set by wiring)."""
+        self.webhooks: WebhookQueue | None = None
+        """Queues webhook calls for the app devices among the receivers (set by wiring)."""
 
     # -- edits ------------------------------------------------------------------------
 
@@ -457,6 +460,8 @@ class RevisionService:
             return
         if result.created and result.events:
             await self._bus.publish(result.events)
+            if self.webhooks is not None:  # an app's device learns of it as of a message
+                await self.webhooks.enqueue(result.events)
 
 
 def _sees(member: Member | None, message: Message) -> bool:
