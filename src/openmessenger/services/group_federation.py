@@ -197,6 +197,8 @@ class GroupFederation:
         self._secrets = secrets
         self._domain = domain
         self._gate = gate
+        self._joining: set[tuple[ConversationId, Address]] = set()
+        """Our participants whose join is on its way to the host (see act)."""
         self._directory = directory
         self._groups = groups
         self._give_up_after = give_up_after
@@ -248,14 +250,22 @@ class GroupFederation:
                 "role": role,
             }
         )
-        answer = await self._ask(Domain(host_of(group)), wire.GROUP_ACT_PATH, request)
+        joining = caller.account.address if action == "join" else None
+        if joining is not None:
+            # The host's fan-out of the join may come before its answer does.
+            self._joining.add((group_id, joining))
+        try:
+            answer = await self._ask(Domain(host_of(group)), wire.GROUP_ACT_PATH, request)
+        finally:
+            if joining is not None:
+                self._joining.discard((group_id, joining))
         found = _parse_model(wire.GroupActAnswer, answer)
         if found is None:
             raise PeerUnavailable(host_of(group))
         async with self._uow() as tx:
             locked = await tx.groups.lock(group_id)
             if locked is not None:
-                await self._take_members(tx, locked, found.members, {})
+                await self._take_members(tx, locked, found.members, {}, joining)
             await tx.commit()
 
     async def forward(
@@ -396,8 +406,8 @@ class GroupFederation:
         chars = 0
         for seq, receivers in rows:
             message = by_seq.get(seq)
-            if message is None:
-                continue  # deleted meanwhile: nothing to send
+            if message is None or message.deleted_at is not None:
+                continue  # deleted meanwhile (by retention, or for everyone): nothing to send
             if batch and chars + len(message.body) > wire.MAX_DELIVER_BODY_CHARS:
                 last_seq = batch[-1].seq
                 break
@@ -528,7 +538,7 @@ class GroupFederation:
         messages = sorted(request.messages, key=lambda m: m.seq)
         appended: list[AppendResult] = []
         async with self._uow() as tx:
-            invited = await self._invited_here(tx, messages)
+            invited = await self._invited_here(tx, group_id, origin, messages)
             group = await tx.groups.lock(group_id)
             if group is None:
                 if not invited:
@@ -543,12 +553,19 @@ class GroupFederation:
             elif host_of(group) != origin or group.created_by != request.group.created_by:
                 raise _Refusal(ResponseCode.IDENT_CODE_INVALID, "Not that group's host.")
             local = await self._take_members(tx, group, request.members, invited)
+            joined_here = {
+                m.account_id
+                for m in await tx.groups.members(group.id)
+                if m.state is MemberState.JOINED and not is_remote(m)
+            }
             last_seq = group.last_seq
             for message in messages:
                 if message.seq <= last_seq:
                     continue  # taken before (a retry whose answer was lost)
                 receivers = tuple(local[Address(a)] for a in message.to if Address(a) in local)
                 if message.media_type != MEMBER_EVENT_MEDIA_TYPE:
+                    # What people say reaches only those of ours who joined.
+                    receivers = tuple(a for a in receivers if a in joined_here)
                     # Whoever blocked the sender does not get their messages.
                     blockers = await tx.blocks.blockers(receivers, Address(message.sender))
                     receivers = tuple(a for a in receivers if a not in blockers)
@@ -605,10 +622,19 @@ class GroupFederation:
         return original.id if original.sender == message.sender else None
 
     async def _invited_here(
-        self, tx: Transaction, messages: Sequence[wire.WireGroupMessage]
+        self,
+        tx: Transaction,
+        group_id: ConversationId,
+        origin: str,
+        messages: Sequence[wire.WireGroupMessage],
     ) -> dict[Address, AccountId]:
         """This node's addresses the batch invites, each by an address it is
-        connected with: only those may join the replica as new participants."""
+        connected with: only those may join the replica as new participants. The
+        inviter must be an address of the host itself or a participant this node
+        already knows joined: a host cannot name any contact of ours as inviter."""
+        joined_here = {
+            m.address for m in await tx.groups.members(group_id) if m.state is MemberState.JOINED
+        }
         found: dict[Address, AccountId] = {}
         for message in messages:
             if message.media_type != MEMBER_EVENT_MEDIA_TYPE or not message.metadata:
@@ -623,6 +649,8 @@ class GroupFederation:
             if not isinstance(address, str) or not isinstance(by, str):
                 continue
             if _domain_of(address) != self._domain:
+                continue
+            if _domain_of(by) != origin and Address(by) not in joined_here:
                 continue
             account = await tx.accounts.by_address(Address(address))
             if account is None:
@@ -640,9 +668,12 @@ class GroupFederation:
         group: Group,
         members: Sequence[wire.WireMember],
         invited: Mapping[Address, AccountId],
+        joining: Address | None = None,
     ) -> dict[Address, AccountId]:
         """Lay the host's membership on the replica. A participant of this node is
-        added only when ``invited`` names it; returns this node's participants."""
+        added only when ``invited`` names it, and joins only by asking through this
+        node (``joining``: the answer to its own join); returns this node's
+        participants."""
         known = {m.address: m for m in await tx.groups.members(group.id) if not is_remote(m)}
         local: dict[Address, AccountId] = {a: m.account_id for a, m in known.items()}
         now = self._clock.now()
@@ -656,6 +687,13 @@ class GroupFederation:
                     continue  # only an invitation over a connection brings one in (again)
                 account_id = before.account_id if before else invited[address]
                 local[address] = account_id
+                joined_before = before is not None and before.state is MemberState.JOINED
+                asked = address == joining or (group.id, address) in self._joining
+                if w.state == MemberState.JOINED.value and not joined_before and not asked:
+                    # The host says one of ours joined, but they never asked here.
+                    w = w.model_copy(
+                        update={"state": MemberState.INVITED.value, "joined_seq": None}
+                    )
             else:
                 account_id = remote_account_id(address)
             await tx.groups.put_member(

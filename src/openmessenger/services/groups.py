@@ -397,8 +397,8 @@ class GroupService:
         limit = check_page(after_seq, limit, field="after_seq")
         async with self._uow() as tx:
             me = await tx.groups.member(ConversationId(group_id), caller.account.id)
-            if me is None or me.state in (MemberState.DECLINED,):
-                raise _no_group()
+            if me is None or (visible_seqs(me) is None and not me.state.current):
+                raise _no_group()  # never joined, and no more invited: not theirs
             seqs = visible_seqs(me)
             if seqs is None:
                 raise Forbidden("Join the group to read it.", code=FORBIDDEN)
@@ -584,7 +584,11 @@ class GroupService:
         target = parse_address(address, field="address")
         if target.domain == self._domain:
             account = await tx.accounts.by_address(target.address)
-            if account is None or await tx.connections.get(account.id, actor.address) is None:
+            if (
+                account is None
+                or await tx.connections.get(account.id, actor.address) is None
+                or await tx.blocks.is_blocked(account.id, actor.address)
+            ):
                 raise Refused()
             return _Invitee(account.id, account.address, account)
         if target.domain != address_domain(actor.address) and (
