@@ -11,6 +11,7 @@ import secrets
 import sqlite3
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from sqlalchemy.engine import make_url
@@ -433,3 +434,24 @@ async def test_an_apps_backend_hears_of_a_deletion_by_webhook(
         assert (call["account_id"], call["app_id"]) == (bot["account_id"], "shop")
         assert call["message"]["media_type"] == "message.delete"
         assert call["message"]["metadata"] == {"deletes": sent.json()["id"]}
+
+
+async def test_a_blocked_sender_cannot_reach_anyone_through_an_edit(
+    http: httpx.AsyncClient,
+) -> None:
+    alice, bob, carol = [await register(http, n) for n in ("Alice", "Bob", "Carol")]
+    await connect(alice, bob)
+    await connect(alice, carol)
+    group_id = await group_of(alice, bob, carol)
+    said, _ = await group_send(alice, group_id)
+    sent, _ = await send_e2e(alice, bob.address)
+    block = await bob.post(f"/v1/contacts/{quote(alice.address)}/block")
+    assert block.status_code == 201, block.text
+    seen_by_bob = {e["message"]["id"] for e in await bob.sync()}
+    # 1:1: editing an old message is refused like a send, and Bob gets nothing.
+    assert problem(await edit(alice, sent["id"])) == (403, "refused")
+    # In the group, Alice's edit reaches Carol, never Bob.
+    edited = await edit(alice, said["id"])
+    assert edited.status_code == 201, edited.text
+    assert edited.json()["id"] in {e["message"]["id"] for e in await carol.sync()}
+    assert {e["message"]["id"] for e in await bob.sync()} == seen_by_bob

@@ -39,6 +39,7 @@ from openmessenger.core.groups import (
 )
 from openmessenger.core.ids import (
     AccountId,
+    Address,
     ConversationId,
     Domain,
     MessageId,
@@ -190,7 +191,7 @@ class RevisionService:
                         client_txn_id=client_txn_id,
                         sent_at=now,
                         encryption=Encryption.END_TO_END.value,
-                        receivers=tuple(m.account_id for m in group_members),
+                        receivers=await _unblocked(tx, group_members, caller.account.address),
                         media_type=EDIT_MEDIA_TYPE,
                         metadata=metadata,
                     )
@@ -416,11 +417,15 @@ class RevisionService:
             raise Conflict(
                 "Edits and deletions reach addresses on this node only.", code=REMOTE_UNSUPPORTED
             )
-        if edit:
+        account = await tx.accounts.by_address(recipient.address)
+        if edit:  # new content: only where a message could go (a block refuses it alike)
             contact = await tx.connections.get(caller.account.id, recipient.address)
             if contact is None or not contact.peer_accepts_messages:
                 raise Refused()
-        account = await tx.accounts.by_address(recipient.address)
+            if account is not None and await tx.blocks.is_blocked(
+                account.id, caller.account.address
+            ):
+                raise Refused()
         if account is None:
             return (caller.account.id,)
         return (account.id, caller.account.id)
@@ -462,6 +467,15 @@ class RevisionService:
             await self._bus.publish(result.events)
             if self.webhooks is not None:  # an app's device learns of it as of a message
                 await self.webhooks.enqueue(result.events)
+
+
+async def _unblocked(
+    tx: Transaction, members: Sequence[Member], sender: Address
+) -> tuple[AccountId, ...]:
+    """The members whose devices get new content from ``sender`` (not who blocked them)."""
+    ids = [m.account_id for m in members]
+    blockers = await tx.blocks.blockers(ids, sender)
+    return tuple(a for a in ids if a not in blockers)
 
 
 def _sees(member: Member | None, message: Message) -> bool:
