@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ import websockets
 
 from openmessenger.settings import Settings
 from tests.support.api import ApiDevice, Dump, connected_pair, register, rows_mentioning
-from tests.support.apps import registered
+from tests.support.apps import create_app, registered
 from tests.support.node import SettableClock
 
 RATE = 4
@@ -299,3 +300,24 @@ async def test_deleting_accounts_takes_their_requests_blocks_and_preferences(
     stored = await dump()
     for table in ("preferences", "contact_requests", "address_blocks"):
         assert stored[table] == [], table
+
+
+async def test_an_app_cannot_let_anyone_in_for_its_user(
+    http: httpx.AsyncClient, clock: SettableClock
+) -> None:
+    shop = await create_app(await registered(http, clock), "shop")
+    bot = await shop.create_account("Shop bot")
+    mallory = await register(http, "Mallory")
+    # Letting someone in is the person's choice: refused to the app, whatever the id.
+    for method, path in (
+        ("POST", "/v1/requests/anything/accept"),
+        ("POST", "/v1/requests/anything/decline"),
+        ("DELETE", f"/v1/contacts/{quote(mallory.address)}/block"),
+    ):
+        refused = await shop.act(bot["account_id"], method, path)
+        assert (refused.status_code, refused.json()["code"]) == (403, "not_for_apps"), path
+    # Keeping someone out is not: an app may block an abuser for its user.
+    blocked = await shop.act(
+        bot["account_id"], "POST", f"/v1/contacts/{quote(mallory.address)}/block"
+    )
+    assert blocked.status_code == 201, blocked.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from openmessenger.api import render
-from openmessenger.api.deps import CurrentDevice, Services
+from openmessenger.api.deps import CurrentDevice, PersonDevice, Services
 from openmessenger.core.records import AccountKind
 from openmessenger.protocol.client_api import API_PREFIX, ContactOut
 from openmessenger.protocol.preferences_api import (
@@ -56,7 +56,7 @@ async def incoming_requests(caller: CurrentDevice, services: Services) -> Contac
 
 
 @router.post("/requests/{request_id}/accept", response_model=ContactOut)
-async def accept_request(request_id: str, caller: CurrentDevice, services: Services) -> ContactOut:
+async def accept_request(request_id: str, caller: PersonDevice, services: Services) -> ContactOut:
     """Connect with the sender, as a pass code would: the new contact."""
     contact = await services.contact_requests.accept(caller, request_id)
     encryption = await services.keys.encryption_of([contact.address])
@@ -64,7 +64,7 @@ async def accept_request(request_id: str, caller: CurrentDevice, services: Servi
 
 
 @router.post("/requests/{request_id}/decline", status_code=status.HTTP_204_NO_CONTENT)
-async def decline_request(request_id: str, caller: CurrentDevice, services: Services) -> Response:
+async def decline_request(request_id: str, caller: PersonDevice, services: Services) -> Response:
     """The sender is told nothing; its later requests to you are dropped."""
     await services.contact_requests.decline(caller, request_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -93,6 +93,6 @@ async def block(
 
 
 @router.delete("/contacts/{address}/block", status_code=status.HTTP_204_NO_CONTENT)
-async def unblock(address: str, caller: CurrentDevice, services: Services) -> Response:
+async def unblock(address: str, caller: PersonDevice, services: Services) -> Response:
     await services.blocks.unblock(caller, address)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
