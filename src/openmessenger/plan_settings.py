@@ -33,7 +33,9 @@ DAY_SECONDS = 86_400
 
 DEFAULTS: dict[Plan, Policy] = {
     Plan.FREE: Policy(
-        retention_seconds=30 * DAY_SECONDS,
+        # Forever unless the operator says otherwise: upgrading a node never
+        # deletes the history its accounts had (every account starts on free).
+        retention_seconds=None,
         max_participants=50,
         max_message_bytes=65_536,
         message_rate=parse_rate("60/minute"),

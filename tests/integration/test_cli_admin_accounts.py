@@ -75,7 +75,7 @@ async def test_the_operator_changes_a_plan_and_the_node_enforces_it(
     }
     text = (await admin("accounts", "show", alice.address, *flags)).stdout
     assert text.startswith(f"{alice.address}\tanonymous\tplan free\n")
-    assert "retention: 30 days\n" in text and "max message bytes: 65536\n" in text
+    assert "retention: forever\n" in text and "max message bytes: 65536\n" in text
 
     for who in (alice, bob):
         done = await admin("accounts", "set-plan", who.address, "subscription", *flags)

@@ -137,8 +137,11 @@ def test_the_body_is_measured_in_utf8_bytes() -> None:
 def test_without_settings_each_plan_has_its_defaults(tmp_path: Path) -> None:
     policies = Settings(data_dir=tmp_path).plans.policies()
     assert policies == DEFAULTS
-    assert policies[Plan.FREE].retention_seconds == 30 * 86_400
+    # Nothing is deleted unless the operator chose a retention: an upgraded node
+    # keeps the history it had.
+    assert policies[Plan.FREE].retention_seconds is None
     assert policies[Plan.SUBSCRIPTION].retention_seconds is None
+    assert policies[Plan.USAGE].retention_seconds == 365 * 86_400
 
 
 def test_plans_from_toml_keep_the_defaults_of_what_they_leave_out(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from openmessenger.core.apps import parse_app_id
+from openmessenger.core.ephemeral import MAX_LIFESPAN_SECONDS
 from openmessenger.core.errors import InvalidInput
 
 PreferenceValue = str | bool | int | list[str] | None
@@ -63,7 +64,8 @@ class AcceptRequests(enum.StrEnum):
 
 
 OFF = "off"
-MAX_DISAPPEARING_SECONDS = 7 * 24 * 3600
+MAX_DISAPPEARING_SECONDS = MAX_LIFESPAN_SECONDS
+"""The timer is the lifespan clients give disappearing messages: the same bound."""
 """The longest lifespan a disappearing message may be given (as `send --lifespan`)."""
 MAX_ACCEPT_APPS = 100
 

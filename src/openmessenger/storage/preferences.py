@@ -151,14 +151,15 @@ class SqlContactRequests(Repository):
         return _request(row) if row else None
 
     async def decide(self, request_id: str, state: RequestState, now: datetime) -> bool:
-        """Settle a pending request; False if it was not pending any more."""
+        """Settle a pending request; False if it was not pending any more. The row
+        stays (a declined sender's later requests are dropped), its note does not."""
         result = await self._conn.execute(
             update(contact_requests)
             .where(
                 contact_requests.c.id == request_id,
                 contact_requests.c.state == RequestState.PENDING.value,
             )
-            .values(state=state.value, decided_at=now)
+            .values(state=state.value, decided_at=now, note=None)
         )
         return result.rowcount == 1
 
