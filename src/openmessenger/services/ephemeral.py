@@ -182,9 +182,15 @@ class EphemeralService:
                     await wake.wait()
                     continue
                 handed = 0
+                loop = asyncio.get_running_loop()
                 try:
                     for event in events:
-                        yield event
+                        if event.deadline <= loop.time():
+                            # Its hold ended while a slow reader took the ones before:
+                            # back it goes, to expire (and tell its sender) at once.
+                            self._put_back([event])
+                        else:
+                            yield event
                         handed += 1
                 finally:
                     self._put_back(events[handed:])
