@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,6 +37,13 @@ from openmessenger.services.ports import Clock, Transaction, UnitOfWork
 from openmessenger.services.request_limits import WindowLimiter
 
 log = logging.getLogger("openmessenger.policies")
+
+DIRECT_CACHE_SECONDS = 2.0
+"""How long a 1:1 conversation's policy is kept in memory for sends: a plan or an
+override changed in this process applies at once, one changed elsewhere (another
+process, the operator's local CLI) within this time. Reading it costs a
+transaction of its own, as much as the rest of a send (bench/RESULTS.md)."""
+DIRECT_CACHE_SIZE = 100_000
 
 SWEEP_BATCH = 500
 """Messages deleted per transaction by the retention sweep."""
@@ -100,6 +108,8 @@ class PolicyService:
         self._runner: asyncio.Task[None] | None = None
         self.groups: GroupDirectory | None = None
         """Groups' owners and members (set by wiring once groups exist)."""
+        self.direct_cache_seconds = DIRECT_CACHE_SECONDS
+        self._direct: dict[tuple[AccountId, Address], tuple[float, ConversationId, Policy]] = {}
 
     # --- what applies ---------------------------------------------------------------
 
@@ -160,12 +170,23 @@ class PolicyService:
         """:meth:`check_send` for a 1:1 message to ``recipient`` (one transaction).
         Without a connection nothing is checked here: the send is refused later,
         the generic way."""
-        async with self._uow() as tx:
-            contact = await tx.connections.get(account_id, recipient)
-            if contact is None:
-                return
-            policy = await self._in_force(tx, contact.conversation_id, None)
-        await self._check(policy, account_id, contact.conversation_id, body)
+        key = (account_id, recipient)
+        now = time.monotonic()
+        cached = self._direct.get(key)
+        if cached is not None and cached[0] > now:
+            _, conversation_id, policy = cached
+        else:
+            async with self._uow() as tx:
+                contact = await tx.connections.get(account_id, recipient)
+                if contact is None:
+                    return
+                conversation_id = contact.conversation_id
+                policy = await self._in_force(tx, conversation_id, None)
+            if self.direct_cache_seconds > 0:
+                if len(self._direct) >= DIRECT_CACHE_SIZE:
+                    self._direct.clear()
+                self._direct[key] = (now + self.direct_cache_seconds, conversation_id, policy)
+        await self._check(policy, account_id, conversation_id, body)
 
     async def _check(
         self, policy: Policy, account_id: AccountId, conversation_id: ConversationId, body: str
@@ -203,6 +224,7 @@ class PolicyService:
             base = await self._base(tx, cid, owner)
             check_override(base, override)
             await tx.policies.put_override(cid, caller.account.id, override, self._clock.now())
+            self._direct.clear()
             view = await self._view(tx, cid, owner, caller.account.id)
             await tx.commit()
         return view
@@ -215,6 +237,7 @@ class PolicyService:
         await self._check_manages(caller, cid, owner)
         async with self._uow() as tx:
             await tx.policies.delete_override(cid, caller.account.id)
+            self._direct.clear()
             view = await self._view(tx, cid, owner, caller.account.id)
             await tx.commit()
         return view
@@ -234,6 +257,7 @@ class PolicyService:
         async with self._uow() as tx:
             account = await _account(tx, address)
             await tx.policies.set_plan(account.id, chosen)
+            self._direct.clear()
             await tx.commit()
         return AccountPolicy(account, chosen, self._plans[chosen])
 
