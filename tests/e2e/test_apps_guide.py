@@ -21,6 +21,7 @@ from openmessenger.protocol.webhooks_api import verify_signature
 from tests.support.apps import create_app, registered
 from tests.support.node import SettableClock
 from tests.support.process import NodeProcess
+from tests.support.sdk import REQUEST_TIMEOUT_SECONDS
 from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
@@ -57,7 +58,7 @@ def test_the_guide_has_the_steps_it_promises() -> None:
 async def test_the_curl_guide_works_verbatim(tmp_path: Path, receiver: WebhookReceiver) -> None:
     node = NodeProcess(tmp_path / "node").start()
     try:
-        async with httpx.AsyncClient(base_url=node.url) as http:
+        async with httpx.AsyncClient(base_url=node.url, timeout=REQUEST_TIMEOUT_SECONDS) as http:
             # Step 1 of the guide, done here: a registered owner and the app's key.
             app = await create_app(await registered(http, SettableClock()), "shop")
             env = {

@@ -9,6 +9,7 @@ import pytest
 
 from tests.support.api import connected_pair
 from tests.support.process import NodeProcess
+from tests.support.sdk import REQUEST_TIMEOUT_SECONDS
 
 pytestmark = pytest.mark.e2e
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.e2e
 async def test_acknowledged_messages_survive_kill_9(database_url: str, tmp_path: Path) -> None:
     node = NodeProcess(tmp_path / "data", database_url=database_url).start()
     try:
-        async with httpx.AsyncClient(base_url=node.url, timeout=10) as http:
+        async with httpx.AsyncClient(base_url=node.url, timeout=REQUEST_TIMEOUT_SECONDS) as http:
             alice, bob = await connected_pair(http)
             acknowledged = []
             for i in range(20):
@@ -26,7 +27,7 @@ async def test_acknowledged_messages_survive_kill_9(database_url: str, tmp_path:
         node.kill()
 
         node.start()
-        async with httpx.AsyncClient(base_url=node.url, timeout=10) as http:
+        async with httpx.AsyncClient(base_url=node.url, timeout=REQUEST_TIMEOUT_SECONDS) as http:
             alice.http = http
             events = await alice.sync()
     finally:

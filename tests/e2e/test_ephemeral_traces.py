@@ -28,6 +28,7 @@ from tests.support.ephemeral import (
     take_within,
 )
 from tests.support.process import NodeProcess
+from tests.support.sdk import REQUEST_TIMEOUT_SECONDS
 
 pytestmark = pytest.mark.e2e
 
@@ -135,7 +136,7 @@ async def test_an_ephemeral_message_leaves_no_row_no_file_no_log_line(
     ).start()
     traces = Traces(node, database_url, data_dir)
     try:
-        async with httpx.AsyncClient(base_url=node.url, timeout=10) as http:
+        async with httpx.AsyncClient(base_url=node.url, timeout=REQUEST_TIMEOUT_SECONDS) as http:
             alice, bob = await connected_pair(http)
             # The search finds what is stored: an ordinary message's body, in a
             # file and in a row (so finding nothing below means something).

@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.api import connected_pair
 from tests.support.process import NodeProcess
+from tests.support.sdk import REQUEST_TIMEOUT_SECONDS
 
 pytestmark = pytest.mark.e2e
 
@@ -19,7 +20,7 @@ async def test_debug_logs_keep_secrets_out(database_url: str, tmp_path: Path) ->
         tmp_path / "data", database_url=database_url, env={"OPENMESSENGER_LOG_LEVEL": "debug"}
     ).start()
     try:
-        async with httpx.AsyncClient(base_url=node.url, timeout=10) as http:
+        async with httpx.AsyncClient(base_url=node.url, timeout=REQUEST_TIMEOUT_SECONDS) as http:
             alice, bob = await connected_pair(http)
             code = await alice.issue_code()
             await bob.send(alice.address, "a very private sentence")

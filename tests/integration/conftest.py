@@ -8,12 +8,13 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from openmessenger.cli.main import app
+from tests.support.sdk import REQUEST_TIMEOUT_SECONDS
 from tests.support.smtp import SmtpServer
 
 
 @pytest.fixture
 async def http(node_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=node_url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=node_url, timeout=REQUEST_TIMEOUT_SECONDS) as client:
         yield client
 
 

@@ -15,6 +15,7 @@ from openmessenger.settings import Settings
 from tests.support.api import register
 from tests.support.apps import create_app, registered
 from tests.support.node import NodeThread, SettableClock
+from tests.support.sdk import REQUEST_TIMEOUT_SECONDS
 
 OPERATOR_TOKEN = "operator-token-for-api-tests-0123456789"
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
@@ -100,7 +101,7 @@ async def test_a_node_without_an_operator_token_has_no_operator_api(
     node = NodeThread(node_settings.model_copy(update={"operator_token": None}), clock=clock)
     node.start()
     try:
-        async with httpx.AsyncClient(base_url=node.url) as http:
+        async with httpx.AsyncClient(base_url=node.url, timeout=REQUEST_TIMEOUT_SECONDS) as http:
             for method, path, body in ENDPOINTS:
                 for headers in ({}, OPERATOR):
                     answer = await call(http, method, path, body, headers)

@@ -29,6 +29,7 @@ from tests.support.ephemeral import (
     until_subscribed,
 )
 from tests.support.node import NodeThread
+from tests.support.sdk import REQUEST_TIMEOUT_SECONDS
 
 HOLD_SECONDS = 2.0
 MARGIN_SECONDS = 1.5
@@ -323,7 +324,7 @@ def small_relay(node_settings: Settings) -> Iterator[str]:
 
 
 async def test_the_relay_is_bounded_per_device_and_in_total(small_relay: str) -> None:
-    async with httpx.AsyncClient(base_url=small_relay, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=small_relay, timeout=REQUEST_TIMEOUT_SECONDS) as http:
         alice, bob = await connected_pair(http)
         carol = await register(http)
         code = await carol.issue_code()

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from openmessenger.client import ApiError, Client
+from openmessenger.client import ApiError
 from openmessenger.core.ids import AccountId, ConversationId
 from openmessenger.core.policies import MessageTooLarge
 from openmessenger.plan_settings import PlanLimits, PlansSetting
@@ -20,6 +20,7 @@ from openmessenger.settings import Settings
 from tests.support.api import ApiDevice, Dump, connected_pair, register
 from tests.support.apps import connect_to, create_app, registered
 from tests.support.node import NodeThread, SettableClock
+from tests.support.sdk import sdk_client
 from tests.support.webhook_receiver import webhook_receiver
 
 OPERATOR_TOKEN = "operator-token-for-policy-tests-0123456789"
@@ -454,8 +455,8 @@ async def test_overrides_are_exported_and_deleted_with_the_account(
 
 async def test_the_sdk_shows_and_tightens_policies(node_url: str, tmp_path: Path) -> None:
     async with (
-        Client(node_url, tmp_path / "alice") as alice,
-        Client(node_url, tmp_path / "bob") as bob,
+        sdk_client(node_url, tmp_path / "alice") as alice,
+        sdk_client(node_url, tmp_path / "bob") as bob,
     ):
         code = await alice.issue_code()
         await bob.connect((await alice.whoami()).address, code.pass_code)

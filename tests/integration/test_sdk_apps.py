@@ -18,6 +18,7 @@ from openmessenger.client.apps import AppSigning
 from openmessenger.storage.tables import messages
 from tests.support.apps import ApiApp, create_app, registered
 from tests.support.node import NodeThread, SettableClock
+from tests.support.sdk import sdk_client
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ async def shop(http: httpx.AsyncClient, clock: SettableClock) -> ApiApp:
 
 @pytest.fixture
 async def person(node_url: str, tmp_path: Path) -> AsyncIterator[Client]:
-    async with Client(node_url, tmp_path / "person") as client:
+    async with sdk_client(node_url, tmp_path / "person") as client:
         yield client
 
 

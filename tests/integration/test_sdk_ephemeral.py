@@ -24,6 +24,7 @@ from openmessenger.core.ids import Address
 from openmessenger.protocol.ephemeral import EphemeralBody, EphemeralPlaintext, EphemeralSendIn
 from openmessenger.settings import Settings
 from tests.support.ephemeral import files_holding, marker, needles
+from tests.support.sdk import sdk_client
 
 HOLD_SECONDS = 5.0
 TIMEOUT = 10.0
@@ -50,7 +51,7 @@ async def devices(node_url: str, tmp_path: Path) -> AsyncIterator[OpenDevice]:
     async with AsyncExitStack() as stack:
 
         def open_device(profile: str) -> Client:
-            client = Client(node_url, tmp_path / "profiles" / profile, key_cache_seconds=0.0)
+            client = sdk_client(node_url, tmp_path / "profiles" / profile, key_cache_seconds=0.0)
             stack.push_async_callback(client.aclose)
             return client
 

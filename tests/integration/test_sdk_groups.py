@@ -20,6 +20,7 @@ from openmessenger.protocol import client_api as wire
 from openmessenger.protocol import e2e
 from tests.support.apps import create_app, registered
 from tests.support.node import SettableClock
+from tests.support.sdk import REQUEST_TIMEOUT_SECONDS, sdk_client
 
 OpenDevice = Callable[[str], Client]
 
@@ -29,7 +30,7 @@ async def devices(node_url: str, tmp_path: Path) -> AsyncIterator[OpenDevice]:
     async with AsyncExitStack() as stack:
 
         def open_device(profile: str) -> Client:
-            client = Client(node_url, tmp_path / "profiles" / profile, key_cache_seconds=0.0)
+            client = sdk_client(node_url, tmp_path / "profiles" / profile, key_cache_seconds=0.0)
             stack.push_async_callback(client.aclose)
             return client
 
@@ -160,7 +161,7 @@ async def test_a_participant_who_left_cannot_read_what_follows(devices: OpenDevi
 async def test_an_apps_bot_takes_part_as_a_system_participant(
     devices: OpenDevice, node_url: str, tmp_path: Path, clock: SettableClock
 ) -> None:
-    async with httpx.AsyncClient(base_url=node_url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=node_url, timeout=REQUEST_TIMEOUT_SECONDS) as http:
         shop = await create_app(await registered(http, clock), "shop")
     assert shop.signing_seed is not None
     bot = await Client.create_app_account(

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from openmessenger.client import ApiError, Client, InvalidArgumentError, RefusedError
+from tests.support.sdk import sdk_client
 
 
 @pytest.fixture
@@ -16,7 +17,7 @@ async def devices(node_url: str, tmp_path: Path) -> AsyncIterator[Callable[[str]
     async with AsyncExitStack() as stack:
 
         def open_device(profile: str) -> Client:
-            client = Client(node_url, tmp_path / "profiles" / profile)
+            client = sdk_client(node_url, tmp_path / "profiles" / profile)
             stack.push_async_callback(client.aclose)
             return client
 

@@ -20,6 +20,7 @@ from openmessenger.client.revisions import Receipt, apply_revisions
 from openmessenger.core.ids import Address
 from openmessenger.protocol import client_api as wire
 from openmessenger.protocol import revisions_api
+from tests.support.sdk import sdk_client
 
 OpenDevice = Callable[[str], Client]
 WAIT_SECONDS = 15
@@ -30,7 +31,7 @@ async def devices(node_url: str, tmp_path: Path) -> AsyncIterator[OpenDevice]:
     async with AsyncExitStack() as stack:
 
         def open_device(profile: str) -> Client:
-            client = Client(node_url, tmp_path / "profiles" / profile, key_cache_seconds=0.0)
+            client = sdk_client(node_url, tmp_path / "profiles" / profile, key_cache_seconds=0.0)
             stack.push_async_callback(client.aclose)
             return client
 

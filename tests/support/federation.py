@@ -21,6 +21,7 @@ import pytest
 from openmessenger.settings import Settings
 from openmessenger.wiring import Node
 from tests.support.node import NodeThread, SettableClock
+from tests.support.sdk import REQUEST_TIMEOUT_SECONDS
 from tests.support.tls import CertificateAuthority
 
 T = TypeVar("T")
@@ -144,4 +145,9 @@ NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)
 
 def client_of(node: FederatedNode, ca: CertificateAuthority) -> httpx.AsyncClient:
     """An HTTPS client of ``node``'s client API, trusting the test CA."""
-    return httpx.AsyncClient(base_url=node.url, verify=ca.client_context(), limits=NO_KEEPALIVE)
+    return httpx.AsyncClient(
+        base_url=node.url,
+        verify=ca.client_context(),
+        limits=NO_KEEPALIVE,
+        timeout=REQUEST_TIMEOUT_SECONDS,
+    )

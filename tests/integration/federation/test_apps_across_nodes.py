@@ -13,7 +13,6 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from openmessenger.client import Client
 from openmessenger.core.apps import Envelope, body_digest, metadata_digest
 from openmessenger.crypto.keys import verify_ed25519
 from openmessenger.protocol.e2e import canonical_json
@@ -28,6 +27,7 @@ from tests.integration.federation.test_two_nodes import (
 from tests.support.api import ApiDevice, register
 from tests.support.apps import ApiApp, connect_to, create_app, registered
 from tests.support.federation import FederatedNode
+from tests.support.sdk import sdk_client
 from tests.support.tls import CertificateAuthority
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -177,7 +177,7 @@ async def test_a_person_on_another_node_writes_to_a_plain_http_app_that_reads_by
         )
         assert hook.status_code == 200, hook.text
         monkeypatch.setenv("SSL_CERT_FILE", str(test_ca.ca_bundle))
-        async with Client(alpha.url, tmp_path / "person") as person:
+        async with sdk_client(alpha.url, tmp_path / "person") as person:
             code = await shop.act(account_id, "POST", "/v1/codes", {"for": None})
             assert code.status_code == 201
             await person.connect(address, code.json()["pass_code"])

@@ -19,6 +19,7 @@ from openmessenger.protocol import e2e
 from tests.integration.test_e2e_sdk import linked
 from tests.support.federation import FederatedNode
 from tests.support.node import dump_database
+from tests.support.sdk import sdk_client
 from tests.support.tls import CertificateAuthority
 from tests.support.v1peer import V1Peer
 
@@ -36,7 +37,7 @@ async def devices(
     async with AsyncExitStack() as stack:
 
         def open_device(node: FederatedNode, profile: str) -> Client:
-            client = Client(node.url, tmp_path / profile, key_cache_seconds=0)
+            client = sdk_client(node.url, tmp_path / profile, key_cache_seconds=0)
             stack.push_async_callback(client.aclose)
             return client
 

@@ -26,6 +26,7 @@ from openmessenger.protocol import groups_api
 from openmessenger.storage import tables
 from tests.integration.test_sdk_groups import connect, linked, raw_history, texts
 from tests.support.federation import FederatedNode
+from tests.support.sdk import sdk_client
 from tests.support.tls import CertificateAuthority
 from tests.support.v1peer import V1Peer
 
@@ -44,7 +45,7 @@ async def devices(
     async with AsyncExitStack() as stack:
 
         def open_device(node: FederatedNode, profile: str) -> Client:
-            client = Client(node.url, tmp_path / profile, key_cache_seconds=0)
+            client = sdk_client(node.url, tmp_path / profile, key_cache_seconds=0)
             stack.push_async_callback(client.aclose)
             return client
 
