@@ -55,7 +55,7 @@ from openmessenger.services.registration import RegistrationService
 from openmessenger.services.remote_keys import FederatedKeyDirectory
 from openmessenger.services.request_limits import RequestLimits, RequestRates
 from openmessenger.services.revisions import RevisionService
-from openmessenger.services.signed_requests import SignedRequests
+from openmessenger.services.signed_requests import SignedRequests, SignedRequestVerifier
 from openmessenger.services.webhooks import WebhookPoster, WebhookSender, WebhookService
 from openmessenger.settings import Settings
 from openmessenger.storage.database import Database, connect_and_migrate, is_sqlite, normalise_url
@@ -169,6 +169,10 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
         links=links,
     )
     pairing = PairingService(uow, clock, secrets, domain)
+    blocks = BlockService(uow, clock)
+    verifier = SignedRequestVerifier(
+        uow=uow, clock=clock, domain=domain, gate=gate, directory=directory
+    )
     federation = FederationService(
         uow=uow,
         clock=clock,
@@ -182,6 +186,8 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
         confirm_lookup=outbox.is_ours,
         directory=directory,
         links=links,
+        verifier=verifier,
+        blocks=blocks,
     )
     pairing.remote = federation
     devices = DeviceService(uow, clock, secrets, domain)
@@ -205,8 +211,15 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
         email=_email_sender(settings, clock),
         sms=_sms_sender(settings, clock),
     )
+    policies = PolicyService(
+        uow,
+        clock,
+        settings.plans.policies(),
+        SlidingWindowLimiter.from_uri(settings.rate_limit_storage),
+        sweep_every=timedelta(seconds=settings.retention_sweep_seconds),
+    )
     messaging = MessagingService(
-        uow, GroupCommitMessageLog(uow), bus, clock, secrets, domain, outbox
+        uow, GroupCommitMessageLog(uow), bus, clock, secrets, domain, outbox, policies=policies
     )
     messaging.reader = NodeHeldReader(uow, grant_keys)
     webhook_poster = AiohttpWebhookPoster(
@@ -231,14 +244,6 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
         ),
     )
     messaging.webhooks = webhooks
-    policies = PolicyService(
-        uow,
-        clock,
-        settings.plans.policies(),
-        SlidingWindowLimiter.from_uri(settings.rate_limit_storage),
-        sweep_every=timedelta(seconds=settings.retention_sweep_seconds),
-    )
-    messaging.policies = policies
     groups = GroupService(
         uow,
         bus,
@@ -258,14 +263,12 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
         gate=gate,
         directory=directory,
         groups=groups,
+        verifier=verifier,
         give_up_after=timedelta(seconds=settings.federation_give_up_seconds),
     )
-    federation.extensions.update(groups.federation.handlers())
-    federation.capabilities += (GROUPS,)
+    federation.add_extension(GROUPS, groups.federation.handlers())
     policies.groups = groups
     federation.webhooks = webhooks
-    blocks = BlockService(uow, clock)
-    federation.blocks = blocks
     ephemeral = EphemeralService(
         uow,
         clock,
@@ -298,7 +301,7 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
         registration=registration,
         apps=apps,
         managed=ManagedAccounts(uow, clock, secrets, devices, grant_keys, registration),
-        account_data=AccountData(uow, clock, grant_keys, devices, apps),
+        account_data=AccountData(uow, clock, grant_keys, devices, apps, groups),
         limits=RequestLimits(
             SlidingWindowLimiter.from_uri(settings.rate_limit_storage),
             RequestRates(

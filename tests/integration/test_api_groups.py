@@ -543,6 +543,16 @@ async def test_an_owner_who_deletes_the_account_hands_the_group_over(
         bob.address: ("owner", "joined"),
         carol.address: ("member", "joined"),
     }
+    # The others see her go and who runs the group now, live and in its history.
+    for member in (bob, carol):
+        assert member_events(await stream(member))[-2:] == [
+            ("left", alice.address),
+            ("role_changed", bob.address),
+        ]
+        assert member_events(await history(member, gid))[-2:] == [
+            ("left", alice.address),
+            ("role_changed", bob.address),
+        ]
     # The new owner runs the group.
     removed = await bob.http.delete(
         f"/v1/groups/{gid}/members/{quote(carol.address)}", headers=bob.auth

@@ -161,6 +161,21 @@ async def test_the_rate_limit_trips_for_one_participant_and_not_the_other(
     assert stored(await dump(), "messages") == 6
 
 
+async def test_a_retry_of_a_stored_message_at_the_limit_gets_the_message_not_a_429(
+    http: httpx.AsyncClient, dump: Dump
+) -> None:
+    alice, bob = await connected_pair(http)
+    sent = [await alice.send(bob.address, f"hello {n}", txn=f"t{n}") for n in range(3)]
+    assert [s.status_code for s in sent] == [201, 201, 201]
+    # The last answer was lost on the way; the client sends it again, at the limit.
+    retried = await alice.send(bob.address, "hello 2", txn="t2")
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["id"] == sent[2].json()["id"]
+    # A new message is still over the limit, and nothing more was stored.
+    problem(await alice.send(bob.address, "new", txn="t3"), 429, "message_rate_limited")
+    assert stored(await dump(), "messages") == 3
+
+
 # --- overrides ------------------------------------------------------------------------------
 
 

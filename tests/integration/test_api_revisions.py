@@ -5,6 +5,7 @@ and who gets receipts."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -14,6 +15,8 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import pytest
+import websockets
 from sqlalchemy.engine import make_url
 
 from openmessenger.core.revisions import DELETED_NOTICE
@@ -455,3 +458,17 @@ async def test_a_blocked_sender_cannot_reach_anyone_through_an_edit(
     assert edited.status_code == 201, edited.text
     assert edited.json()["id"] in {e["message"]["id"] for e in await carol.sync()}
     assert {e["message"]["id"] for e in await bob.sync()} == seen_by_bob
+
+
+@pytest.mark.parametrize("since", ["abc", "-1", str(2**63)])
+async def test_a_bad_since_on_the_receipt_stream_is_closed_with_4400(
+    http: httpx.AsyncClient, since: str
+) -> None:
+    alice = await register(http, "Alice")
+    url = str(http.base_url).replace("http://", "ws://").rstrip("/")
+    async with websockets.connect(
+        f"{url}/v1/receipts/stream?since={since}", additional_headers=alice.auth
+    ) as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400

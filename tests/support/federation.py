@@ -8,16 +8,22 @@ federation tests skip, or fail under CI=true.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
+from pydantic import BaseModel
 
+from openmessenger.client import Client
+from openmessenger.core.ids import Domain
+from openmessenger.crypto.keys import NodeSecrets
+from openmessenger.services.signed_requests import SignedRequests
 from openmessenger.settings import Settings
 from openmessenger.wiring import Node
 from tests.support.node import NodeThread, SettableClock
@@ -151,3 +157,36 @@ def client_of(node: FederatedNode, ca: CertificateAuthority) -> httpx.AsyncClien
         limits=NO_KEEPALIVE,
         timeout=REQUEST_TIMEOUT_SECONDS,
     )
+
+
+async def signed_by(
+    node: FederatedNode, to: str, path: str, request: BaseModel | dict[str, object]
+) -> object:
+    """What ``to``'s node answers a request ``node`` signs as its own, whatever
+    the request says (an attacker's): the decoded answer, None if not HTTP 200."""
+    sender = SignedRequests(
+        secrets=NodeSecrets(node.settings.load_node_secret()),
+        clock=node.clock,
+        domain=Domain(node.domain),
+        transport=node.node.transport,
+    )
+    return await node.call(sender.exchange(Domain(to), path, request))
+
+
+OpenDevice = Callable[[FederatedNode, str], Client]
+"""The ``devices`` fixture of tests/integration/federation/conftest.py."""
+
+UNTIL_SECONDS = 30.0
+
+
+async def until(check: Callable[[], Awaitable[T]], what: str, seconds: float = UNTIL_SECONDS) -> T:
+    """Poll an observable outcome until it holds, with a deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        result = await check()
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)

@@ -45,11 +45,27 @@ def test_connection_codes_are_sealed_and_tampering_is_detected() -> None:
 
 def test_a_node_signature_covers_every_part_of_an_extended_request() -> None:
     keys = node_secrets()
-    parts = ("POST", openmsg.LONG_MESSAGE_PATH, "alpha.test", "beta.test", 1_700_000_000, b"{}")
+    parts = (
+        "POST",
+        openmsg.LONG_MESSAGE_PATH,
+        "alpha.test",
+        "beta.test",
+        1_700_000_000,
+        "a-fresh-request-nonce",
+        b"{}",
+    )
     signature = keys.sign(openmsg.signed_request_bytes(*parts))
     assert verify_ed25519(keys.signing_key(), openmsg.signed_request_bytes(*parts), signature)
     for index, other in enumerate(
-        ("GET", "/openmsg/other/", "gamma.test", "delta.test", 1_700_000_001, b'{"a":1}')
+        (
+            "GET",
+            "/openmsg/other/",
+            "gamma.test",
+            "delta.test",
+            1_700_000_001,
+            "another-request-nonce",
+            b'{"a":1}',
+        )
     ):
         changed = list(parts)
         changed[index] = other

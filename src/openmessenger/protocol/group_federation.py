@@ -110,19 +110,6 @@ class GroupSendRequest(_Wire):
     sent_at: datetime
 
 
-class GroupRefusal(BaseModel):
-    """``ok: false``: the host's refusal, as its client API would render it."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    ok: Literal[False] = False
-    status: int = Field(ge=400, le=599)
-    code: str = Field(max_length=64)
-    message: str = Field(default="", max_length=500)
-    field: str | None = Field(default=None, max_length=100)
-    retry_after: int | None = Field(default=None, ge=0, le=86_400)
-
-
 class GroupActAnswer(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 

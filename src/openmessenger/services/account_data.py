@@ -14,7 +14,7 @@ import contextlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from openmessenger.core.apps import AppCaller, Scope
 from openmessenger.core.errors import Conflict, NotFound
@@ -27,6 +27,12 @@ from openmessenger.services.ports import Clock, GrantKeyStore, Transaction, Unit
 EXPORT_FORMAT = "openmessenger-account-export/1"
 
 
+class GroupDeparture(Protocol):
+    """services/groups.py: an account about to be deleted leaves its groups."""
+
+    async def leave_every_group(self, caller: AuthenticatedDevice) -> None: ...
+
+
 class AccountData:
     def __init__(
         self,
@@ -35,8 +41,10 @@ class AccountData:
         grant_keys: GrantKeyStore,
         devices: DeviceService,
         apps: AppService,
+        groups: GroupDeparture,
     ) -> None:
         self._uow = uow
+        self._groups = groups
         self._clock = clock
         self._grant_keys = grant_keys
         self._devices = devices
@@ -76,11 +84,12 @@ class AccountData:
     async def delete_account(self, caller: AuthenticatedDevice) -> None:
         account = caller.account.id
         async with self._uow() as tx:
-            if await tx.erasure.owns_apps(account):
-                raise Conflict(
-                    "This account owns apps; delete them first (DELETE /v1/apps/{app}).",
-                    code="account_owns_apps",
-                )
+            await _refuse_if_it_owns_apps(tx, account)
+        # Through the group service, so members see the account go (and a host on
+        # another node hears it); storage hands over whatever is left meanwhile.
+        await self._groups.leave_every_group(caller)
+        async with self._uow() as tx:
+            await _refuse_if_it_owns_apps(tx, account)
             gone = await tx.devices.ids_of_account(account)
             key_ids = await tx.erasure.delete_account(account)
             await tx.commit()
@@ -102,6 +111,14 @@ class AccountData:
             self._devices.forget_device(device_id)
         for key_id in key_ids:
             self._grant_keys.destroy(key_id)
+
+
+async def _refuse_if_it_owns_apps(tx: Transaction, account: AccountId) -> None:
+    if await tx.erasure.owns_apps(account):
+        raise Conflict(
+            "This account owns apps; delete them first (DELETE /v1/apps/{app}).",
+            code="account_owns_apps",
+        )
 
 
 @dataclass

@@ -13,9 +13,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, TypeVar
-
-from pydantic import BaseModel, ValidationError
+from typing import Protocol
 
 from openmessenger.core.envelope import AppendResult, Encryption, ReceivedMessage
 from openmessenger.core.errors import InvalidInput, PeerUnavailable, Refused
@@ -28,7 +26,6 @@ from openmessenger.core.ids import (
     ParsedAddress,
     address_domain,
     parse_address,
-    parse_domain,
 )
 from openmessenger.core.records import Account, Contact, OpenmsgLink
 from openmessenger.crypto.keys import verify_ed25519
@@ -53,10 +50,15 @@ from openmessenger.services.ports import (
     UnitOfWork,
 )
 from openmessenger.services.sealing import BodySealer
+from openmessenger.services.signed_requests import (
+    ExtensionHandler,
+    PeerRefusal,
+    SignedRequestVerifier,
+    parse_request,
+)
 from openmessenger.services.webhooks import WebhookQueue
 
 log = logging.getLogger(__name__)
-_Request = TypeVar("_Request", bound=BaseModel)
 
 _HANDSHAKE_PURPOSE = "openmsg-handshake"
 HANDSHAKE_SECONDS = openmsg.MESSAGE_WINDOW_SECONDS
@@ -78,13 +80,6 @@ class BlockChecker(Protocol):
     async def is_blocked(self, account: AccountId, address: Address) -> bool: ...
 
 
-class _Refusal(Exception):
-    def __init__(self, code: ResponseCode, message: str | None = None) -> None:
-        super().__init__(code.value)
-        self.code = code
-        self.message = message
-
-
 class FederationService:
     def __init__(
         self,
@@ -101,18 +96,21 @@ class FederationService:
         confirm_lookup: ConfirmLookup,
         directory: PeerDirectory,
         links: Links,
+        verifier: SignedRequestVerifier,
+        blocks: BlockChecker,
     ) -> None:
         self._uow = uow
+        self._verifier = verifier
+        self._blocks = blocks
+        """Who blocked whom (services/blocks.py)."""
         self._sealer = BodySealer(uow)
         self.keys: KeyService | None = None
         """Answers other nodes' key requests; set once the node is built."""
         self.webhooks: WebhookQueue | None = None
         """Queues webhook calls for the app devices among the receivers (set by wiring)."""
-        self.blocks: BlockChecker | None = None
-        """Who blocked whom (services/blocks.py; set by wiring)."""
-        self.extensions: dict[str, Callable[[bytes, Mapping[str, str]], Awaitable[JsonObject]]] = {}
+        self.extensions: dict[str, ExtensionHandler] = {}
         """More signed extension endpoints by path, served by their own services, and
-        the capabilities they add (services/group_federation.py; set by wiring)."""
+        the capabilities they add (see :meth:`add_extension`)."""
         self.capabilities: tuple[str, ...] = ()
         self._clock = clock
         self._secrets = secrets
@@ -125,6 +123,12 @@ class FederationService:
         self._confirm_lookup = confirm_lookup
         self._directory = directory
         self._links = links
+
+    def add_extension(self, capability: str, handlers: Mapping[str, ExtensionHandler]) -> None:
+        """Announce ``capability`` in the node descriptor and serve its signed
+        endpoints (groups, revisions, requests, disappearing messages across nodes)."""
+        self.extensions.update(handlers)
+        self.capabilities += (capability,)
 
     # --- we start a handshake ------------------------------------------------------
 
@@ -189,11 +193,11 @@ class FederationService:
         initiator_domain = address_domain(initiator)
         await self._admit(initiator_domain, initiator, handshake=True)
         if initiator_domain == self._domain:
-            raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "Refused.")
+            raise PeerRefusal(ResponseCode.MESSAGE_DATA_MISSING, "Refused.")
         target_address = Address(f"{request.receiving_openmsg_address_id}*{self._domain}")
         reservation = await self._pairing.reserve(target_address, initiator, request.pass_code)
         if reservation is None:
-            raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "Refused.")
+            raise PeerRefusal(ResponseCode.MESSAGE_DATA_MISSING, "Refused.")
         # Whoever knows the code must also be speaking for the initiator's domain.
         proof = openmsg.passcode_hash(
             request.pass_code, request.sending_openmsg_address, target_address
@@ -207,7 +211,7 @@ class FederationService:
         )
         if not vouched:
             await self._pairing.release(reservation)
-            raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "Refused.")
+            raise PeerRefusal(ResponseCode.MESSAGE_DATA_MISSING, "Refused.")
         # A connection made again keeps its ident_code (v1 initiators refuse a new
         # one); the auth code and key are new.
         known = await self._codes_of(reservation.target, initiator)
@@ -244,7 +248,9 @@ class FederationService:
                 proof_hmac, request.receiving_address, self._clock.now()
             )
         if not pending:
-            raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "No such handshake from this node.")
+            raise PeerRefusal(
+                ResponseCode.MESSAGE_DATA_MISSING, "No such handshake from this node."
+            )
         return openmsg.success_body()
 
     # --- a peer sends a message (message-receive/) -----------------------------------------
@@ -262,28 +268,11 @@ class FederationService:
         return await self._answer(self._long_message_receive(body, headers))
 
     async def _long_message_receive(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
-        origin = await self._signed_origin(raw, headers, openmsg.LONG_MESSAGE_PATH)
+        origin = await self._verifier.origin(raw, headers, openmsg.LONG_MESSAGE_PATH)
         request = openmsg.parse_long_message_receive_request(_json(raw))
         if request.end_to_end:
             return await self._receive(request, origin, MAX_ENCRYPTED_BODY_CHARS, end_to_end=True)
         return await self._receive(request, origin, openmsg.LONG_TEXT_MAX_CHARS)
-
-    async def _signed_origin(self, raw: bytes, headers: Mapping[str, str], path: str) -> Domain:
-        """The domain whose node signed this request, or a refusal (SM_E003: not vouched)."""
-        try:
-            origin = parse_domain(headers.get(openmsg.ORIGIN_HEADER, ""))
-            timestamp = int(headers.get(openmsg.TIMESTAMP_HEADER, ""))
-        except (InvalidInput, ValueError):
-            raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "Unsigned request.") from None
-        if not openmsg.within_window(timestamp, int(self._clock.now().timestamp())):
-            raise _Refusal(ResponseCode.MESSAGE_EXPIRED)
-        await self._admit(origin)
-        descriptor = await self._directory.descriptor(origin)
-        signed = openmsg.signed_request_bytes("POST", path, self._domain, origin, timestamp, raw)
-        signature = headers.get(openmsg.SIGNATURE_HEADER, "")
-        if descriptor is None or not verify_ed25519(descriptor.signing_key, signed, signature):
-            raise _Refusal(ResponseCode.MESSAGE_UNKNOWN, "The signature does not verify.")
-        return origin
 
     # --- one of our nodes asks for the keys of a connected address (extension) -----------
 
@@ -291,8 +280,8 @@ class FederationService:
         return await self._answer(self._keys_query(raw, headers))
 
     async def _keys_query(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
-        origin = await self._signed_origin(raw, headers, openmsg.KEYS_QUERY_PATH)
-        request = _parse(openmsg.KeysQueryRequest, raw)
+        origin = await self._verifier.origin(raw, headers, openmsg.KEYS_QUERY_PATH)
+        request = parse_request(openmsg.KeysQueryRequest, raw)
         requester, address = self._key_parties(request, origin)
         found = await self.keys.keys_for_peer(requester, address) if self.keys else None
         if found is None:
@@ -319,8 +308,8 @@ class FederationService:
         return await self._answer(self._keys_claim(raw, headers))
 
     async def _keys_claim(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
-        origin = await self._signed_origin(raw, headers, openmsg.KEYS_CLAIM_PATH)
-        request = _parse(openmsg.KeysClaimRequest, raw)
+        origin = await self._verifier.origin(raw, headers, openmsg.KEYS_CLAIM_PATH)
+        request = parse_request(openmsg.KeysClaimRequest, raw)
         requester, address = self._key_parties(request, origin)
         claimed = (
             await self.keys.claim_for_peer(requester, address, request.devices)
@@ -346,10 +335,10 @@ class FederationService:
             requester = parse_address(request.requester, field="requester")
             address = parse_address(request.address, field="address")
         except InvalidInput:
-            raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "Not an address.") from None
+            raise PeerRefusal(ResponseCode.MESSAGE_DATA_MISSING, "Not an address.") from None
         if requester.domain != origin:
             # A node speaks only for its own addresses.
-            raise _Refusal(ResponseCode.IDENT_CODE_INVALID)
+            raise PeerRefusal(ResponseCode.IDENT_CODE_INVALID)
         return requester.address, address.address
 
     def descriptor(self) -> JsonObject:
@@ -382,18 +371,18 @@ class FederationService:
         link = known.link if known else None
         owner_number = link.owner_address.split("*", 1)[0] if link else None
         if known is None or link is None or owner_number != request.receiving_openmsg_address_id:
-            raise _Refusal(ResponseCode.IDENT_CODE_INVALID)
+            raise PeerRefusal(ResponseCode.IDENT_CODE_INVALID)
         peer_domain = address_domain(link.peer_address)
         if signed_by is not None and signed_by != peer_domain:
-            raise _Refusal(ResponseCode.IDENT_CODE_INVALID)  # not that node's connection
+            raise PeerRefusal(ResponseCode.IDENT_CODE_INVALID)  # not that node's connection
         await self._admit(peer_domain, link.peer_address)
         if not link.accepts_messages:
-            raise _Refusal(ResponseCode.MESSAGE_REJECTED_BYUSER)
-        if self.blocks is not None and await self.blocks.is_blocked(
+            raise PeerRefusal(ResponseCode.MESSAGE_REJECTED_BYUSER)
+        if await self._blocks.is_blocked(
             link.owner_account_id, link.peer_address
         ):
             # Blocked: the answer an address we are not connected with gets.
-            raise _Refusal(ResponseCode.IDENT_CODE_INVALID)
+            raise PeerRefusal(ResponseCode.IDENT_CODE_INVALID)
         codes = known.codes
         expected = openmsg.message_hash(
             request.message_package,
@@ -402,10 +391,10 @@ class FederationService:
             request.message_timestamp,
         )
         if not openmsg.hashes_match(expected, request.message_hash):
-            raise _Refusal(ResponseCode.MESSAGE_HASH_INVALID)
+            raise PeerRefusal(ResponseCode.MESSAGE_HASH_INVALID)
         now = self._clock.now()
         if not openmsg.within_window(request.message_timestamp, int(now.timestamp())):
-            raise _Refusal(ResponseCode.MESSAGE_EXPIRED)
+            raise PeerRefusal(ResponseCode.MESSAGE_EXPIRED)
         nonce = openmsg.b64url_encode(
             openmsg.b64url_decode(request.message_package)[: openmsg.NONCE_BYTES]
         )
@@ -417,13 +406,13 @@ class FederationService:
             ).to_wire(),
         )
         if not vouched:
-            raise _Refusal(ResponseCode.MESSAGE_UNKNOWN)
+            raise PeerRefusal(ResponseCode.MESSAGE_UNKNOWN)
         text, _ = openmsg.open_package(request.message_package, codes.key, max_chars=max_chars)
         if end_to_end:
             try:
                 body = validate_encrypted_body(text)
             except InvalidInput:
-                raise _Refusal(
+                raise PeerRefusal(
                     ResponseCode.MESSAGE_DECRYPTION_ERROR, "Not an om.megolm.v1 body."
                 ) from None
         extras = await self._envelope(request, signed_by, link, text)
@@ -447,7 +436,7 @@ class FederationService:
             )
         )
         if stored is None:
-            raise _Refusal(ResponseCode.MESSAGE_NONCE_ERROR)
+            raise PeerRefusal(ResponseCode.MESSAGE_NONCE_ERROR)
         if request.sending_openmsg_address_name is not None:
             await self._rename_peer(link, request.sending_openmsg_address_name)
         await self._bus.publish(stored.events)
@@ -471,20 +460,20 @@ class FederationService:
         try:
             checked = check_remote_envelope(wire, link.peer_address, link.owner_address, text)
         except InvalidInput as exc:
-            raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, exc.reason) from None
+            raise PeerRefusal(ResponseCode.MESSAGE_DATA_MISSING, exc.reason) from None
         if checked.app is None:
             return ReceivedEnvelope(checked.media_type, checked.metadata)
         descriptor = await self._directory.descriptor(signed_by)
         if descriptor is None or not verify_ed25519(
             descriptor.signing_key, checked.attested_bytes(signed_by), checked.app.attestation
         ):
-            raise _Refusal(ResponseCode.MESSAGE_REJECTED_PERM, "The app tag does not verify.")
+            raise PeerRefusal(ResponseCode.MESSAGE_REJECTED_PERM, "The app tag does not verify.")
         async with self._uow() as tx:
             accepted = await accepts_app(
                 tx, link.owner_account_id, link.peer_address, checked.app.app_id
             )
         if not accepted:
-            raise _Refusal(ResponseCode.MESSAGE_REJECTED_BYUSER)
+            raise PeerRefusal(ResponseCode.MESSAGE_REJECTED_BYUSER)
         return ReceivedEnvelope(checked.media_type, checked.metadata, checked.provenance(signed_by))
 
     # --- a peer checks that we sent a message (message-confirm/) ----------------------------
@@ -495,7 +484,7 @@ class FederationService:
     async def _message_confirm(self, body: object) -> JsonObject:
         request = openmsg.parse_message_confirm_request(body)
         if not await self._confirm_lookup(request.message_hash, request.message_nonce):
-            raise _Refusal(ResponseCode.MESSAGE_UNKNOWN)
+            raise PeerRefusal(ResponseCode.MESSAGE_UNKNOWN)
         return openmsg.success_body()
 
     # --- shared -------------------------------------------------------------------------
@@ -504,7 +493,7 @@ class FederationService:
         """The endpoint's answer: its work's result, or the refusal it raised."""
         try:
             return await work
-        except _Refusal as refusal:
+        except PeerRefusal as refusal:
             return openmsg.error_body(refusal.code, refusal.message)
         except openmsg.RemoteProtocolError as exc:
             return openmsg.error_body(exc.response_code, exc.message)
@@ -514,7 +503,7 @@ class FederationService:
     ) -> None:
         code = await self._gate.refusal(domain, address, handshake=handshake)
         if code is not None:
-            raise _Refusal(code)
+            raise PeerRefusal(code)
 
     async def _post(self, domain: Domain, endpoint: str, body: JsonObject) -> PeerReply:
         try:
@@ -594,11 +583,5 @@ def _json(raw: bytes) -> object:
     try:
         return json.loads(raw)
     except ValueError:
-        raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "The body is not JSON.") from None
+        raise PeerRefusal(ResponseCode.MESSAGE_DATA_MISSING, "The body is not JSON.") from None
 
-
-def _parse(model: type[_Request], raw: bytes) -> _Request:
-    try:
-        return model.model_validate_json(raw)
-    except ValidationError:
-        raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "Not a valid request.") from None

@@ -22,26 +22,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from openmessenger.core.envelope import AppendResult, DeliveryStatus, Encryption, Message
 from openmessenger.core.errors import (
-    Conflict,
     DomainError,
-    Forbidden,
     InvalidInput,
-    LimitExceeded,
     NotFound,
     PeerUnavailable,
-    RateLimited,
-    Refused,
 )
 from openmessenger.core.groups import (
     MEMBER_EVENT_MEDIA_TYPE,
@@ -68,27 +64,35 @@ from openmessenger.core.ids import (
     MessageId,
     address_domain,
     parse_address,
-    parse_domain,
 )
 from openmessenger.core.records import AuthenticatedDevice
 from openmessenger.core.revisions import DELETE_MEDIA_TYPE, EDIT_MEDIA_TYPE
-from openmessenger.crypto.keys import verify_ed25519
 from openmessenger.protocol import group_federation as wire
-from openmessenger.protocol import openmsg
+from openmessenger.protocol.extension_refusal import ExtensionRefusal
 from openmessenger.protocol.openmsg import JsonObject, ResponseCode
 from openmessenger.services.federation_gate import FederationGate
 from openmessenger.services.groups import GroupService
 from openmessenger.services.messaging import SendResult, validate_encrypted_body
 from openmessenger.services.peers import PeerDirectory
+from openmessenger.services.polling import PollingLoop
 from openmessenger.services.ports import (
     Clock,
     FederationTransport,
-    PeerUnreachable,
     Secrets,
     Transaction,
     UnitOfWork,
 )
-from openmessenger.services.signed_requests import SignedRequests
+from openmessenger.services.signed_requests import (
+    ExtensionHandler,
+    PeerRefusal,
+    SignedRequests,
+    SignedRequestVerifier,
+    error_of,
+    parse_answer,
+    parse_request,
+    refusal_body,
+    served,
+)
 
 log = logging.getLogger(__name__)
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -104,56 +108,6 @@ _CURRENT = (MemberState.INVITED.value, MemberState.JOINED.value)
 def backoff_seconds(attempts: int, rng: random.Random) -> float:
     """1 s, 2 s, 4 s ... up to a minute, each ±20 %."""
     return min(MAX_BACKOFF_SECONDS, 2.0 ** min(max(0, attempts - 1), 16)) * rng.uniform(0.8, 1.2)
-
-
-class _Refusal(Exception):
-    def __init__(self, code: ResponseCode, message: str | None = None) -> None:
-        super().__init__(code.value)
-        self.code = code
-        self.message = message
-
-
-_STATUS: tuple[tuple[type[DomainError], int], ...] = (
-    (InvalidInput, 422),
-    (RateLimited, 429),
-    (LimitExceeded, 429),
-    (Refused, 403),
-    (Forbidden, 403),
-    (NotFound, 404),
-    (Conflict, 409),
-)
-
-
-def _refusal_body(exc: DomainError) -> JsonObject:
-    status = next((s for kind, s in _STATUS if isinstance(exc, kind)), 409)
-    return wire.GroupRefusal(
-        status=status,
-        code=exc.code,
-        message=(exc.reason if isinstance(exc, InvalidInput) else exc.message)[:500],
-        field=exc.field if isinstance(exc, InvalidInput) else None,
-        retry_after=exc.retry_after if isinstance(exc, RateLimited) else None,
-    ).model_dump(mode="json")
-
-
-def _error_of(refusal: wire.GroupRefusal) -> DomainError:
-    """The host's refusal, raised here as its client API would have."""
-    if refusal.code == Refused.code:
-        return Refused()
-    if refusal.status == 404:
-        return NotFound(refusal.message, code=refusal.code)
-    if refusal.status == 403:
-        return Forbidden(refusal.message, code=refusal.code)
-    error: DomainError
-    if refusal.status == 422:
-        error = InvalidInput(refusal.field or "body", refusal.message)
-        error.reason = refusal.message.removeprefix(f"{error.field}: ")
-    elif refusal.status == 429:
-        error = RateLimited("participant in this conversation", refusal.retry_after or 1)
-        error.message = refusal.message
-    else:
-        return Conflict(refusal.message, code=refusal.code)
-    error.code = refusal.code  # the host's stable code (e.g. message_too_large)
-    return error
 
 
 def _wire_member(m: Member) -> wire.WireMember:
@@ -189,10 +143,12 @@ class GroupFederation:
         gate: FederationGate,
         directory: PeerDirectory,
         groups: GroupService,
+        verifier: SignedRequestVerifier,
         give_up_after: timedelta,
         poll_seconds: float = 1.0,
     ) -> None:
         self._uow = uow
+        self._verifier = verifier
         self._clock = clock
         self._secrets = secrets
         self._domain = domain
@@ -202,13 +158,11 @@ class GroupFederation:
         self._directory = directory
         self._groups = groups
         self._give_up_after = give_up_after
-        self._poll_seconds = poll_seconds
         self._signed = SignedRequests(
             secrets=secrets, clock=clock, domain=domain, transport=transport
         )
         self._rng = random.Random()  # noqa: S311 - jitter, not a secret
-        self._wake = asyncio.Event()
-        self._runner: asyncio.Task[None] | None = None
+        self._loop = PollingLoop("group-federation", self._round, poll_seconds)
 
     # --- asked by GroupService -------------------------------------------------------
 
@@ -217,10 +171,11 @@ class GroupFederation:
         with contextlib.suppress(Exception):
             await self._directory.capability(domain, wire.GROUPS)
 
-    async def takes_groups(self, domain: Domain) -> bool:
-        """Whether ``domain``'s node takes part in groups; PeerUnavailable when it
-        could not be asked and nothing is known of it."""
-        found = await self._directory.capability(domain, wire.GROUPS)
+    def takes_groups(self, domain: Domain) -> bool:
+        """Whether ``domain``'s node takes part in groups, as :meth:`learn` found
+        before the transaction that asks (no network inside one);
+        PeerUnavailable when it could not be asked and nothing is known of it."""
+        found = self._directory.known_capability(domain, wire.GROUPS)
         if found is None:
             raise PeerUnavailable(domain)
         return found
@@ -255,11 +210,11 @@ class GroupFederation:
             # The host's fan-out of the join may come before its answer does.
             self._joining.add((group_id, joining))
         try:
-            answer = await self._ask(Domain(host_of(group)), wire.GROUP_ACT_PATH, request)
+            answer = await self._signed.ask(Domain(host_of(group)), wire.GROUP_ACT_PATH, request)
         finally:
             if joining is not None:
                 self._joining.discard((group_id, joining))
-        found = _parse_model(wire.GroupActAnswer, answer)
+        found = parse_answer(wire.GroupActAnswer, answer)
         if found is None:
             raise PeerUnavailable(host_of(group))
         async with self._uow() as tx:
@@ -321,8 +276,8 @@ class GroupFederation:
                 ),
                 created=outcome.created,
             )
-        if isinstance(outcome, wire.GroupRefusal):
-            raise _error_of(outcome)
+        if isinstance(outcome, ExtensionRefusal):
+            raise error_of(outcome)
         return SendResult(self._pending(forward, me.address), created=True)
 
     def _pending(self, forward: GroupForward, sender: Address) -> Message:
@@ -342,30 +297,13 @@ class GroupFederation:
     # --- the loop: the host's fan-out and a member node's forwards -------------------------
 
     def kick(self) -> None:
-        self._wake.set()
+        self._loop.kick()
 
     def start(self) -> None:
-        if self._runner is None:
-            self._runner = asyncio.create_task(self._run(), name="group-federation")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            self._runner.cancel()
-            await asyncio.gather(self._runner, return_exceptions=True)
-            self._runner = None
-
-    async def _run(self) -> None:
-        while True:
-            self._wake.clear()
-            busy = False
-            try:
-                busy = await self._round()
-            except Exception:
-                log.exception("group fan-out failed; retrying")
-            if busy:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
+        await self._loop.stop()
 
     async def _round(self) -> bool:
         """One pass over what is due; True when more may be due at once."""
@@ -422,10 +360,10 @@ class GroupFederation:
             messages=batch,
         )
         try:
-            answer = await self._post(domain, wire.GROUP_DELIVER_PATH, request)
+            answer = await self._signed.exchange(domain, wire.GROUP_DELIVER_PATH, request)
         except PeerUnavailable:
             answer = None
-        if _parse_model(wire.GroupDeliverAnswer, answer) is None:
+        if parse_answer(wire.GroupDeliverAnswer, answer) is None:
             if answer is not None:
                 log.info("group %s: %s refused a delivery: %s", group_id, domain, answer)
             delay = timedelta(seconds=backoff_seconds(attempts + 1, self._rng))
@@ -460,19 +398,19 @@ class GroupFederation:
             await self._settle_forward(forward, None, give_up=True)
             return False
         outcome = await self._send_forward(forward, me.address)
-        if isinstance(outcome, wire.GroupRefusal) and outcome.status == 429:
+        if isinstance(outcome, ExtensionRefusal) and outcome.status == 429:
             outcome = None  # over the group's rate for now: later
         await self._settle_forward(forward, outcome)
         return False
 
     async def _send_forward(
         self, forward: GroupForward, sender: Address
-    ) -> wire.SentOut | wire.GroupRefusal | None:
+    ) -> wire.SentOut | ExtensionRefusal | None:
         """One attempt: the host's message, its refusal, or None (try again later)."""
         async with self._uow() as tx:
             group = await tx.groups.get(forward.conversation_id)
         if group is None:
-            return wire.GroupRefusal(status=404, code="group_not_found", message="No such group.")
+            return ExtensionRefusal(status=404, code="group_not_found", message="No such group.")
         request = wire.GroupSendRequest(
             group_id=forward.conversation_id,
             sender=sender,
@@ -482,18 +420,20 @@ class GroupFederation:
             sent_at=forward.sent_at,
         )
         try:
-            answer = await self._post(Domain(host_of(group)), wire.GROUP_SEND_PATH, request)
+            answer = await self._signed.exchange(
+                Domain(host_of(group)), wire.GROUP_SEND_PATH, request
+            )
         except PeerUnavailable:
             return None
-        sent = _parse_model(wire.GroupSendAnswer, answer)
+        sent = parse_answer(wire.GroupSendAnswer, answer)
         if sent is not None:
             return sent.message
-        return _parse_model(wire.GroupRefusal, answer)
+        return parse_answer(ExtensionRefusal, answer)
 
     async def _settle_forward(
         self,
         forward: GroupForward,
-        outcome: wire.SentOut | wire.GroupRefusal | None,
+        outcome: wire.SentOut | ExtensionRefusal | None,
         *,
         give_up: bool = False,
     ) -> None:
@@ -511,29 +451,20 @@ class GroupFederation:
 
     # --- requests from our other nodes --------------------------------------------------
 
-    def handlers(self) -> dict[str, Callable[[bytes, Mapping[str, str]], Awaitable[JsonObject]]]:
+    def handlers(self) -> dict[str, ExtensionHandler]:
         """The signed endpoints this serves, by path (api/openmsg.py routes them)."""
         return {
-            wire.GROUP_DELIVER_PATH: self.deliver,
-            wire.GROUP_ACT_PATH: self.act_for_peer,
-            wire.GROUP_SEND_PATH: self.send_for_peer,
+            wire.GROUP_DELIVER_PATH: served(self._deliver),
+            wire.GROUP_ACT_PATH: served(self._act_for_peer),
+            wire.GROUP_SEND_PATH: served(self._send_for_peer),
         }
-
-    async def deliver(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
-        return await self._answer(self._deliver(raw, headers))
-
-    async def act_for_peer(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
-        return await self._answer(self._act_for_peer(raw, headers))
-
-    async def send_for_peer(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
-        return await self._answer(self._send_for_peer(raw, headers))
 
     async def _deliver(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
         """A member node takes the host's next messages and its membership."""
-        origin = await self._origin(raw, headers, wire.GROUP_DELIVER_PATH)
-        request = _parse(wire.GroupDeliverRequest, raw)
+        origin = await self._verifier.origin(raw, headers, wire.GROUP_DELIVER_PATH)
+        request = parse_request(wire.GroupDeliverRequest, raw)
         if _domain_of(request.group.created_by) != origin:
-            raise _Refusal(ResponseCode.IDENT_CODE_INVALID, "Not that group's host.")
+            raise PeerRefusal(ResponseCode.IDENT_CODE_INVALID, "Not that group's host.")
         group_id = ConversationId(request.group.id)
         messages = sorted(request.messages, key=lambda m: m.seq)
         appended: list[AppendResult] = []
@@ -551,7 +482,7 @@ class GroupFederation:
                 group = await tx.groups.lock(group_id)
                 assert group is not None
             elif host_of(group) != origin or group.created_by != request.group.created_by:
-                raise _Refusal(ResponseCode.IDENT_CODE_INVALID, "Not that group's host.")
+                raise PeerRefusal(ResponseCode.IDENT_CODE_INVALID, "Not that group's host.")
             local = await self._take_members(tx, group, request.members, invited)
             joined_here = {
                 m.account_id
@@ -717,8 +648,8 @@ class GroupFederation:
 
     async def _act_for_peer(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
         """The host: a participant on the asking node joins, declines or leaves."""
-        origin = await self._origin(raw, headers, wire.GROUP_ACT_PATH)
-        request = _parse(wire.GroupActRequest, raw)
+        origin = await self._verifier.origin(raw, headers, wire.GROUP_ACT_PATH)
+        request = parse_request(wire.GroupActRequest, raw)
         actor = self._their_address(request.actor, origin)
         try:
             await self._hosted_here(request.group_id)
@@ -738,7 +669,7 @@ class GroupFederation:
                 role = parse_role(request.role or "")
                 await self._groups.set_role_as(account_id, request.group_id, target, role)
         except DomainError as exc:
-            return _refusal_body(exc)
+            return refusal_body(exc)
         async with self._uow() as tx:
             group = await tx.groups.get(ConversationId(request.group_id))
             members = await tx.groups.members(ConversationId(request.group_id))
@@ -749,8 +680,8 @@ class GroupFederation:
 
     async def _send_for_peer(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
         """The host: order a message a participant on the asking node sent."""
-        origin = await self._origin(raw, headers, wire.GROUP_SEND_PATH)
-        request = _parse(wire.GroupSendRequest, raw)
+        origin = await self._verifier.origin(raw, headers, wire.GROUP_SEND_PATH)
+        request = parse_request(wire.GroupSendRequest, raw)
         sender = self._their_address(request.sender, origin)
         try:
             await self._hosted_here(request.group_id)
@@ -760,10 +691,10 @@ class GroupFederation:
                 request.sender_device,
                 request.group_id,
                 body,
-                request.client_txn_id,
+                _peer_txn(sender, request),
             )
         except DomainError as exc:
-            return _refusal_body(exc)
+            return refusal_body(exc)
         message = result.message
         return wire.GroupSendAnswer(
             message=wire.SentOut(
@@ -781,53 +712,12 @@ class GroupFederation:
         try:
             parsed = parse_address(value)
         except InvalidInput:
-            raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "Not an address.") from None
+            raise PeerRefusal(ResponseCode.MESSAGE_DATA_MISSING, "Not an address.") from None
         if parsed.domain != origin:
-            raise _Refusal(ResponseCode.IDENT_CODE_INVALID)  # a node speaks for its own only
+            raise PeerRefusal(ResponseCode.IDENT_CODE_INVALID)  # a node speaks for its own only
         return parsed.address
 
     # --- shared -----------------------------------------------------------------------
-
-    async def _origin(self, raw: bytes, headers: Mapping[str, str], path: str) -> Domain:
-        """The domain of our node that signed this request, or a refusal."""
-        try:
-            origin = parse_domain(headers.get(openmsg.ORIGIN_HEADER, ""))
-            timestamp = int(headers.get(openmsg.TIMESTAMP_HEADER, ""))
-        except (InvalidInput, ValueError):
-            raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "Unsigned request.") from None
-        if not openmsg.within_window(timestamp, int(self._clock.now().timestamp())):
-            raise _Refusal(ResponseCode.MESSAGE_EXPIRED)
-        code = await self._gate.refusal(origin)
-        if code is not None:
-            raise _Refusal(code)
-        descriptor = await self._directory.descriptor(origin)
-        signed = openmsg.signed_request_bytes("POST", path, self._domain, origin, timestamp, raw)
-        signature = headers.get(openmsg.SIGNATURE_HEADER, "")
-        if descriptor is None or not verify_ed25519(descriptor.signing_key, signed, signature):
-            raise _Refusal(ResponseCode.MESSAGE_UNKNOWN, "The signature does not verify.")
-        return origin
-
-    async def _answer(self, work: Awaitable[JsonObject]) -> JsonObject:
-        try:
-            return await work
-        except _Refusal as refusal:
-            return openmsg.error_body(refusal.code, refusal.message)
-
-    async def _post(self, domain: Domain, path: str, request: BaseModel) -> object:
-        try:
-            reply = await self._signed.post(domain, path, request.model_dump(mode="json"))
-        except PeerUnreachable as exc:
-            log.info("%s%s unreachable: %s", domain, path, exc)
-            raise PeerUnavailable(domain) from None
-        return reply.body if reply.status == openmsg.ANSWER_HTTP_STATUS else None
-
-    async def _ask(self, domain: Domain, path: str, request: BaseModel) -> object:
-        """A request whose refusal is the caller's error (``ok: false``)."""
-        answer = await self._post(domain, path, request)
-        refusal = _parse_model(wire.GroupRefusal, answer)
-        if refusal is not None:
-            raise _error_of(refusal)
-        return answer
 
 
 def _wire_message(message: Message, receivers: list[Address]) -> wire.WireGroupMessage:
@@ -845,21 +735,13 @@ def _wire_message(message: Message, receivers: list[Address]) -> wire.WireGroupM
     )
 
 
+def _peer_txn(sender: Address, request: wire.GroupSendRequest) -> str:
+    """The idempotency key of a forwarded send. A peer names its device and
+    transaction ids; bound to its sender and the group, they can only ever match
+    that sender's own earlier send, never another account's message here."""
+    key = "\n".join((sender, request.group_id, request.sender_device, request.client_txn_id))
+    return "peer:" + hashlib.sha256(key.encode()).hexdigest()
+
+
 def _domain_of(address: str) -> Domain:
     return address_domain(Address(address)) if "*" in address else Domain("")
-
-
-def _parse_model(model: type[_Model], data: object) -> _Model | None:
-    if not isinstance(data, dict) or data.get("ok") is not (model is not wire.GroupRefusal):
-        return None
-    try:
-        return model.model_validate(data)
-    except ValidationError:
-        return None
-
-
-def _parse(model: type[_Model], raw: bytes) -> _Model:
-    try:
-        return model.model_validate_json(raw)
-    except ValidationError:
-        raise _Refusal(ResponseCode.MESSAGE_DATA_MISSING, "Not a valid request.") from None

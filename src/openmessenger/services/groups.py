@@ -17,6 +17,7 @@ device drops out of the target set (client/e2e.py).
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -24,7 +25,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from openmessenger.core.envelope import CLIENT_TXN_ID_PATTERN, AppendResult, Encryption
-from openmessenger.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Refused
+from openmessenger.core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PeerUnavailable,
+    Refused,
+)
 from openmessenger.core.groups import (
     FORBIDDEN,
     MEMBER_EVENT_MEDIA_TYPE,
@@ -79,6 +87,8 @@ SendPolicy = Callable[[AccountId, ConversationId, str], Awaitable[None]]
 account, group, body); raises to refuse it. Called outside any transaction."""
 
 _TXN = re.compile(CLIENT_TXN_ID_PATTERN)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +321,22 @@ class GroupService:
                     )
             await tx.commit()
         await self._publish(appended)
+
+    async def leave_every_group(self, caller: AuthenticatedDevice) -> None:
+        """Before the account is deleted: it leaves every group it takes part in
+        as if it asked (declines its invitations), so the others see it go and a
+        group it owns passes on. A host on another node that cannot be reached
+        now is not waited for: it keeps a participant whose node no longer
+        knows the account, and nothing it sends is stored for it."""
+        async with self._uow() as tx:
+            taking_part = await tx.groups.of_account(caller.account.id)
+        for group, _ in taking_part:
+            try:
+                await self.leave(caller, group.id)
+            except PeerUnavailable:
+                log.info("group %s: its host was not told that a participant left", group.id)
+            except (NotFound, Conflict):
+                pass  # gone or left meanwhile
 
     async def remove(self, caller: AuthenticatedDevice, group_id: str, address: str) -> GroupView:
         """Remove a participant (or withdraw an invitation): it gets nothing new."""
@@ -565,7 +591,7 @@ class GroupService:
         if contact is None or not contact.peer_accepts_messages:
             raise Refused()
         if target.domain != self._domain:
-            if self.federation is None or not await self.federation.takes_groups(target.domain):
+            if self.federation is None or not self.federation.takes_groups(target.domain):
                 raise Conflict(
                     f"{target.domain} does not take part in groups (an Openmsg v1 node): "
                     "its addresses cannot be invited.",
@@ -592,7 +618,7 @@ class GroupService:
                 raise Refused()
             return _Invitee(account.id, account.address, account)
         if target.domain != address_domain(actor.address) and (
-            self.federation is None or not await self.federation.takes_groups(target.domain)
+            self.federation is None or not self.federation.takes_groups(target.domain)
         ):
             raise Conflict(
                 f"{target.domain} does not take part in groups: its addresses cannot be invited.",

@@ -32,6 +32,7 @@ from openmessenger.core.ids import (
     MessageId,
     parse_address,
 )
+from openmessenger.core.policies import MessageRateLimited
 from openmessenger.core.records import AuthenticatedDevice, Device
 from openmessenger.core.revisions import check_not_reserved
 from openmessenger.protocol.e2e import MAX_ENCRYPTED_BODY_CHARS, EncryptedBody
@@ -97,6 +98,8 @@ class MessagingService:
         secrets: Secrets,
         domain: Domain,
         outbound: Outbound | None = None,
+        *,
+        policies: PolicyService,
     ) -> None:
         self._sealer = BodySealer(uow)
         self._envelopes = AppEnvelopes(uow, secrets, domain)
@@ -111,8 +114,8 @@ class MessagingService:
         self._secrets = secrets
         self._domain = domain
         self.outbound = outbound
-        self.policies: PolicyService | None = None
-        """Message size and rate limits of the conversation's policy (set by wiring)."""
+        self._policies = policies
+        """Message size and rate limits of the conversation's policy."""
 
     async def send(
         self,
@@ -136,8 +139,14 @@ class MessagingService:
         remote = recipient.domain != self._domain
         if remote and self.outbound is None:
             raise Refused()
-        if self.policies is not None:
-            await self.policies.check_direct_send(caller.account.id, recipient.address, body)
+        try:
+            await self._policies.check_direct_send(caller.account.id, recipient.address, body)
+        except MessageRateLimited:
+            # A retry of a message that was stored is answered, not counted again.
+            earlier = await self._sent_before(caller, client_txn_id)
+            if earlier is None:
+                raise
+            return SendResult(await self._readable(caller.device, earlier), created=False)
         prepared = None
         if not plain_text(caller, media_type, metadata, app_signature):
             prepared = await self._envelopes.prepare(
@@ -189,6 +198,14 @@ class MessagingService:
         if result.created and seal is not None and self.outbound is not None:
             self.outbound.notify(result.message, caller.account.id, seal)
         return SendResult(await self._readable(caller.device, result.message), result.created)
+
+    async def _sent_before(
+        self, caller: AuthenticatedDevice, client_txn_id: str | None
+    ) -> Message | None:
+        if client_txn_id is None:
+            return None
+        async with self._uow() as tx:
+            return await tx.messages.sent_by_txn(caller.device.id, client_txn_id)
 
     async def message(self, caller: AuthenticatedDevice, message_id: str) -> Message:
         """One message the caller's account sent or received (e.g. to follow its status)."""

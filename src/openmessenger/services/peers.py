@@ -60,6 +60,14 @@ class PeerDirectory:
         stale = cached[0]
         return stale.supports(capability) if stale is not None else None
 
+    def known_capability(self, domain: Domain, capability: str) -> bool | None:
+        """What this node last learned of ``domain``'s capability, without asking
+        it (for use inside a transaction); None when nothing is known."""
+        cached = self._cache.get(domain)
+        if cached is None:
+            return None
+        return cached[0] is not None and cached[0].supports(capability)
+
     async def _fetch(self, domain: Domain) -> openmsg.NodeDescriptor | None:
         reply = await self._transport.get_json(openmsg.descriptor_url(domain))
         if reply.status in _NOT_DESCRIBED:

@@ -201,6 +201,10 @@ class MessageRepository(Protocol):
 
     async def get(self, message_id: MessageId) -> Message | None: ...
 
+    async def sent_by_txn(self, sender_device: DeviceId, client_txn_id: str) -> Message | None:
+        """The message the device sent under ``client_txn_id``, if it did."""
+        ...
+
     async def append_received(
         self, received: Sequence[ReceivedMessage]
     ) -> list[AppendResult | None]:
@@ -310,6 +314,12 @@ class FederationRepository(Protocol):
     async def refresh_attempt(self, message_id: MessageId, salt: str, attempt_ts: int) -> None: ...
 
     async def settle(self, outcomes: Sequence[OutboxOutcome]) -> None: ...
+
+    async def take_request_nonce(
+        self, origin: Domain, nonce: str, expires_at: datetime, now: datetime
+    ) -> bool:
+        """False when ``origin`` used ``nonce`` before (a replayed signed request)."""
+        ...
 
     async def block(self, domain: Domain, now: datetime) -> bool: ...
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import delete, exists, or_, select, update
 
+from openmessenger.core.groups import MEMBER_EVENT_MEDIA_TYPE
 from openmessenger.core.ids import AccountId, Address, DeviceId
 from openmessenger.storage._base import Repository
 from openmessenger.storage.grant_keys import GrantKeys
@@ -115,7 +116,10 @@ class SqlErasure(Repository):
             return []
         await self._delete_messages(
             select(messages.c.id).where(
-                or_(messages.c.sender == address, messages.c.recipient == address)
+                or_(messages.c.sender == address, messages.c.recipient == address),
+                # A group's membership events are the group's record (who joined,
+                # left, ran it), written by the node, not something the account said.
+                messages.c.media_type != MEMBER_EVENT_MEDIA_TYPE,
             )
         )
         await self._conn.execute(delete(receipts).where(receipts.c.reader_account_id == account_id))

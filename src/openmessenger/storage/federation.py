@@ -24,6 +24,7 @@ from openmessenger.storage.tables import (
     openmsg_handshakes,
     openmsg_links,
     openmsg_outbox,
+    signed_request_nonces,
 )
 
 _LINK_COLUMNS = (
@@ -188,6 +189,22 @@ class SqlFederation(Repository):
                     openmsg_handshakes.c.hash_hmac == hash_hmac,
                     openmsg_handshakes.c.expires_at <= now,
                 )
+            )
+        )
+
+    # --- signed requests from our other nodes ---------------------------------------
+
+    async def take_request_nonce(
+        self, origin: Domain, nonce: str, expires_at: datetime, now: datetime
+    ) -> bool:
+        """Remember ``nonce`` from ``origin`` until ``expires_at``; False if it was
+        taken before (a replay). Forgets nonces whose window has closed."""
+        await self._conn.execute(
+            delete(signed_request_nonces).where(signed_request_nonces.c.expires_at <= now)
+        )
+        return await self._insert_unique(
+            insert(signed_request_nonces).values(
+                origin=origin, nonce=nonce, expires_at=expires_at
             )
         )
 

@@ -600,12 +600,20 @@ class SqlMessages(Repository):
             if row is not None:
                 return AppendResult(_message(row, self._keys), created=False)
         devices_of = await self._devices_of(set(request.receivers))
+        # The sending device already has the message; it is left out only when it
+        # is the sender's own (a peer names devices of its users, never ours).
+        own_device = await self._conn.execute(
+            select(devices.c.id)
+            .join(accounts, accounts.c.id == devices.c.account_id)
+            .where(devices.c.id == request.sender_device, accounts.c.address == request.sender)
+        )
+        skipped = request.sender_device if own_device.first() is not None else None
         receivers: list[str] = list(
             dict.fromkeys(
                 d
                 for account in request.receivers
                 for d in devices_of.get(account, [])
-                if d != request.sender_device
+                if d != skipped
             )
         )
         if request.seq is None:
@@ -821,6 +829,14 @@ class SqlMessages(Repository):
 
     async def get(self, message_id: MessageId) -> Message | None:
         query = select(*_MESSAGE_COLUMNS).where(messages.c.id == message_id)
+        row = (await self._conn.execute(query)).first()
+        return _message(row, self._keys) if row else None
+
+    async def sent_by_txn(self, sender_device: DeviceId, client_txn_id: str) -> Message | None:
+        query = select(*_MESSAGE_COLUMNS).where(
+            messages.c.sender_device == sender_device,
+            messages.c.client_txn_id == client_txn_id,
+        )
         row = (await self._conn.execute(query)).first()
         return _message(row, self._keys) if row else None
 

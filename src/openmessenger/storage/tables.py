@@ -202,6 +202,10 @@ Index(
     postgresql_where=messages.c.app_id.isnot(None),
 )
 
+# The retention sweep: which conversations hold history older than a date, and
+# that history (storage/policies.py).
+Index("ix_messages_conversation_sent_at", messages.c.conversation_id, messages.c.sent_at)
+
 device_streams = Table(
     "device_streams",
     metadata,
@@ -653,4 +657,16 @@ receipts = Table(
     Column("kind", String(16), nullable=False),
     Column("at", Timestamp, nullable=False),
     UniqueConstraint("message_id", "reader_account_id", "kind", name="uq_receipts_once"),
+)
+
+# --- signed request replay memory ---
+
+# Nonces of signed requests from our other nodes (protocol/openmsg/_extension.py),
+# each taken once, kept until the request's time window has closed.
+signed_request_nonces = Table(
+    "signed_request_nonces",
+    metadata,
+    Column("origin", String(253), primary_key=True),
+    Column("nonce", String(64), primary_key=True),
+    Column("expires_at", Timestamp, nullable=False, index=True),
 )

@@ -7,20 +7,25 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from openmessenger.client import Client
 from tests.support.federation import (
     FederatedNode,
+    OpenDevice,
     client_of,
     federated_settings,
     require_netns,
 )
 from tests.support.postgres import create_database
+from tests.support.sdk import sdk_client
 from tests.support.tls import CertificateAuthority
+from tests.support.v1peer import V1Peer
 
 NodeFactory = Callable[..., FederatedNode]
 
@@ -90,3 +95,32 @@ async def clients(
     """HTTPS clients of alpha's and beta's client APIs."""
     async with client_of(alpha, test_ca) as on_alpha, client_of(beta, test_ca) as on_beta:
         yield on_alpha, on_beta
+
+
+@pytest.fixture
+async def devices(
+    test_ca: CertificateAuthority, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[OpenDevice]:
+    """``devices(alpha, "alice")``: an SDK client of that profile on that node,
+    closed after the test. Device lists are asked for at every use."""
+    # The SDK trusts the test CA the way a user's system store would.
+    monkeypatch.setenv("SSL_CERT_FILE", str(test_ca.ca_bundle))
+    async with AsyncExitStack() as stack:
+
+        def open_device(node: FederatedNode, profile: str) -> Client:
+            client = sdk_client(node.url, tmp_path / "profiles" / profile, key_cache_seconds=0)
+            stack.push_async_callback(client.aclose)
+            return client
+
+        yield open_device
+
+
+@pytest.fixture
+async def v1peer(test_ca: CertificateAuthority, alpha: FederatedNode) -> AsyncIterator[V1Peer]:
+    """An Openmsg v1 node (the reference's behaviour) on alpha's clock."""
+    peer = await V1Peer(test_ca).start()
+    peer.clock = alpha.clock.now
+    try:
+        yield peer
+    finally:
+        await peer.close()

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -17,41 +15,11 @@ from openmessenger.client import Client, Message
 from openmessenger.client.e2e import DeviceListChangedWarning
 from openmessenger.protocol import e2e
 from tests.integration.test_e2e_sdk import linked
-from tests.support.federation import FederatedNode
+from tests.support.federation import FederatedNode, OpenDevice
 from tests.support.node import dump_database
-from tests.support.sdk import sdk_client
-from tests.support.tls import CertificateAuthority
 from tests.support.v1peer import V1Peer
 
 DEADLINE_SECONDS = 20
-
-OpenDevice = Callable[[FederatedNode, str], Client]
-
-
-@pytest.fixture
-async def devices(
-    test_ca: CertificateAuthority, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[OpenDevice]:
-    # The SDK trusts the test CA the way a user's system store would.
-    monkeypatch.setenv("SSL_CERT_FILE", str(test_ca.ca_bundle))
-    async with AsyncExitStack() as stack:
-
-        def open_device(node: FederatedNode, profile: str) -> Client:
-            client = sdk_client(node.url, tmp_path / profile, key_cache_seconds=0)
-            stack.push_async_callback(client.aclose)
-            return client
-
-        yield open_device
-
-
-@pytest.fixture
-async def v1peer(test_ca: CertificateAuthority, alpha: FederatedNode) -> AsyncIterator[V1Peer]:
-    peer = await V1Peer(test_ca).start()
-    peer.clock = alpha.clock.now
-    try:
-        yield peer
-    finally:
-        await peer.close()
 
 
 def unique(text: str) -> str:

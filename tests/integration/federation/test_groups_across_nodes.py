@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -20,59 +18,12 @@ from openmessenger.client.e2e import DecryptionError
 from openmessenger.client.errors import ApiError, RefusedError
 from openmessenger.client.groups import group_event
 from openmessenger.client.revisions import apply_revisions
-from openmessenger.core.ids import Domain
 from openmessenger.protocol import group_federation as gwire
 from openmessenger.protocol import groups_api
 from openmessenger.storage import tables
 from tests.integration.test_sdk_groups import connect, linked, raw_history, texts
-from tests.support.federation import FederatedNode
-from tests.support.sdk import sdk_client
-from tests.support.tls import CertificateAuthority
+from tests.support.federation import FederatedNode, OpenDevice, signed_by, until
 from tests.support.v1peer import V1Peer
-
-DEADLINE_SECONDS = 30
-T = TypeVar("T")
-
-OpenDevice = Callable[[FederatedNode, str], Client]
-
-
-@pytest.fixture
-async def devices(
-    test_ca: CertificateAuthority, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[OpenDevice]:
-    # The SDK trusts the test CA the way a user's system store would.
-    monkeypatch.setenv("SSL_CERT_FILE", str(test_ca.ca_bundle))
-    async with AsyncExitStack() as stack:
-
-        def open_device(node: FederatedNode, profile: str) -> Client:
-            client = sdk_client(node.url, tmp_path / profile, key_cache_seconds=0)
-            stack.push_async_callback(client.aclose)
-            return client
-
-        yield open_device
-
-
-@pytest.fixture
-async def v1peer(test_ca: CertificateAuthority, alpha: FederatedNode) -> AsyncIterator[V1Peer]:
-    peer = await V1Peer(test_ca).start()
-    peer.clock = alpha.clock.now
-    try:
-        yield peer
-    finally:
-        await peer.close()
-
-
-async def until(check: Callable[[], Awaitable[T]], what: str) -> T:
-    """Poll an observable outcome until it holds, with a deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE_SECONDS
-    while True:
-        result = await check()
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def group_texts(device: Client, group_id: str, count: int) -> list[str]:
@@ -225,8 +176,6 @@ async def test_a_removed_member_cannot_read_on_and_a_stranger_is_never_added(
     invitee = gwire.WireMember(
         address=str(dave.address), role="member", kind="human", state="invited"
     )
-    federation = alpha.node.services.groups.federation
-    assert federation is not None
     for group_id in (gid, secrets.token_hex(16)):  # the same group, and a new one
         forged = gwire.GroupDeliverRequest(
             group=gwire.WireGroup(
@@ -235,7 +184,7 @@ async def test_a_removed_member_cannot_read_on_and_a_stranger_is_never_added(
             members=[invitee],
             messages=[forged_event],
         )
-        await alpha.call(federation._post(Domain("beta.test"), gwire.GROUP_DELIVER_PATH, forged))
+        await signed_by(alpha, "beta.test", gwire.GROUP_DELIVER_PATH, forged)
     assert await dave.groups() == []
     assert await dave.sync() == []
     stored = await rows(beta, tables.conversation_members)
@@ -409,3 +358,34 @@ async def test_an_edit_and_a_deletion_reach_the_other_node_which_erases_its_copy
         assert '"ciphertext"' not in after[erased].body
     latest = apply_revisions(await bob.group_history(gid))
     assert [m.text for m in latest if group_event(m) is None] == []
+
+
+async def test_a_member_node_cannot_pass_off_a_send_as_one_of_the_hosts_devices(
+    alpha: FederatedNode, beta: FederatedNode, devices: OpenDevice
+) -> None:
+    alice, bob, gid = await two_node_group(alpha, beta, devices)
+    sent = await alice.send_to_group(gid, "mine", client_txn_id="alice-txn-1")
+    assert await group_texts(bob, gid, 1) == ["mine"]
+    [original] = [m for m in await raw_history(bob, gid) if m.id == sent.id]
+
+    # Bob's node signs a send of bob's that names alice's device and the transaction
+    # id alice used: it must neither get alice's message back nor hide from her device.
+    forged = gwire.GroupSendRequest(
+        group_id=gid,
+        sender=str(bob.address),
+        sender_device=str(alice.device_id),
+        body=original.body,
+        client_txn_id="alice-txn-1",
+        sent_at=datetime.now(UTC),
+    )
+    answer = await signed_by(beta, "alpha.test", gwire.GROUP_SEND_PATH, forged)
+    stored = gwire.GroupSendAnswer.model_validate(answer).message
+    assert stored.created and stored.id != sent.id
+
+    async def alice_got_it() -> bool:
+        return stored.id in {m.id for m in await alice.sync()}
+
+    await until(alice_got_it, "the forwarded send in alice's stream")
+    # Sent again, it is the same message: retries of one peer send stay idempotent.
+    again = await signed_by(beta, "alpha.test", gwire.GROUP_SEND_PATH, forged)
+    assert gwire.GroupSendAnswer.model_validate(again).message.id == stored.id

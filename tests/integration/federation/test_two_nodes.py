@@ -283,6 +283,7 @@ async def test_an_extended_request_with_a_bad_signature_is_refused_and_stores_no
             "Content-Type": "application/json",
             "Openmessenger-Origin": "beta.test",
             "Openmessenger-Timestamp": str(int(alpha.clock.now().timestamp())),
+            "Openmessenger-Nonce": "a-nonce-never-seen-before",
             "Openmessenger-Signature": "A" * 86 + "==",
         },
     )

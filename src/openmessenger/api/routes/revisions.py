@@ -19,7 +19,7 @@ from openmessenger.api.deps import (
     services_of,
 )
 from openmessenger.core.envelope import Encryption
-from openmessenger.core.errors import DomainError
+from openmessenger.core.errors import DomainError, InvalidInput
 from openmessenger.core.revisions import Receipt
 from openmessenger.protocol.client_api import API_PREFIX, MessageOut
 from openmessenger.protocol.revisions_api import (
@@ -29,6 +29,7 @@ from openmessenger.protocol.revisions_api import (
     ReceiptOut,
     ReceiptsIn,
 )
+from openmessenger.services.messaging import check_since
 from openmessenger.services.revisions import RECEIPT_PAGE
 
 router = APIRouter(prefix=API_PREFIX, tags=["receipts, edits and deletions"])
@@ -127,8 +128,13 @@ async def stream(socket: WebSocket) -> None:
     await socket.accept()
     services = services_of(socket)
     raw = socket.query_params.get("since", "0")
-    if not (raw.isascii() and raw.isdigit()):
-        await socket.close(CLOSE_BAD_REQUEST, "since must be a whole number, 0 or more")
+    try:
+        if not (raw.isascii() and raw.isdigit()):
+            raise InvalidInput("since", "must be a whole number, 0 or more")
+        since = int(raw)
+        check_since(since)
+    except InvalidInput as bad:
+        await socket.close(CLOSE_BAD_REQUEST, f"since {bad.reason}")
         return
     try:
         caller = await authenticate(services, socket.scope)
@@ -137,7 +143,7 @@ async def stream(socket: WebSocket) -> None:
         return
 
     async def forward() -> None:
-        receipts = services.revisions.follow(caller.account.id, int(raw))
+        receipts = services.revisions.follow(caller.account.id, since)
         try:
             async for r in receipts:
                 await socket.send_text(receipt(r).model_dump_json())

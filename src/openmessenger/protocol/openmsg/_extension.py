@@ -27,6 +27,7 @@ Capabilities:
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,6 +57,9 @@ MAX_LONG_PACKAGE_CHARS = max(
 ORIGIN_HEADER = "openmessenger-origin"
 TIMESTAMP_HEADER = "openmessenger-timestamp"
 SIGNATURE_HEADER = "openmessenger-signature"
+NONCE_HEADER = "openmessenger-nonce"
+NONCE_PATTERN = re.compile(r"[0-9A-Za-z_-]{16,64}")
+"""A fresh value per request: the receiver takes each (origin, nonce) once."""
 
 _SIGNING_CONTEXT = "openmessenger/v1/node-request"
 
@@ -176,11 +180,12 @@ def extension_url(domain: str, path: str) -> str:
 
 
 def signed_request_bytes(
-    method: str, path: str, target: str, origin: str, timestamp: int, body: bytes
+    method: str, path: str, target: str, origin: str, timestamp: int, nonce: str, body: bytes
 ) -> bytes:
-    """What a node signs for an extended request to ``target``: replaying it to
-    another node, path or time, or with another body, breaks the signature."""
+    """What a node signs for an extended request to ``target``: sending it to
+    another node or path, at another time, with another nonce or body breaks the
+    signature (and the receiver takes a nonce once)."""
     digest = hashlib.sha256(body).hexdigest()
     return "\n".join(
-        (_SIGNING_CONTEXT, method.upper(), path, target, origin, str(timestamp), digest)
+        (_SIGNING_CONTEXT, method.upper(), path, target, origin, str(timestamp), nonce, digest)
     ).encode()
