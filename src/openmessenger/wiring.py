@@ -25,6 +25,7 @@ from openmessenger.federation.rate_limits import SlidingWindowLimiter
 from openmessenger.federation.webhook_client import AiohttpWebhookPoster
 from openmessenger.notify import SmsWebhookSender, SmtpEmailSender
 from openmessenger.protocol.group_federation import GROUPS
+from openmessenger.protocol.message_federation import REVISIONS
 from openmessenger.services.account_data import AccountData
 from openmessenger.services.accounts import AccountService
 from openmessenger.services.apps import AppService
@@ -41,6 +42,7 @@ from openmessenger.services.keys import KeyService
 from openmessenger.services.linking import LinkingService
 from openmessenger.services.links import Links
 from openmessenger.services.managed_accounts import ManagedAccounts
+from openmessenger.services.message_federation import MessageFederation
 from openmessenger.services.messaging import MessagingService
 from openmessenger.services.node import NodeServices
 from openmessenger.services.node_held import NodeHeldReader
@@ -84,6 +86,8 @@ class Node:
         await self.outbox.stop()
         if self.services.groups.federation is not None:
             await self.services.groups.federation.stop()
+        if self.services.revisions.remote is not None:
+            await self.services.revisions.remote.stop()
         await self.services.webhooks.sender.stop()
         await self.services.policies.stop()
         if self.webhook_poster is not None:
@@ -286,6 +290,20 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
     revisions = RevisionService(uow, bus, clock, secrets, domain, preferences, policies)
     revisions.groups = groups
     revisions.webhooks = webhooks
+    revisions.remote = MessageFederation(
+        uow=uow,
+        clock=clock,
+        secrets=secrets,
+        domain=domain,
+        transport=transport,
+        directory=directory,
+        verifier=verifier,
+        bus=bus,
+        publish_receipts=revisions.hub.publish,
+        give_up_after=timedelta(seconds=settings.federation_give_up_seconds),
+    )
+    revisions.remote.webhooks = webhooks
+    federation.add_extension(REVISIONS, revisions.remote.handlers())
     services = NodeServices(
         domain=domain,
         clock=clock,
@@ -331,6 +349,7 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
     app = create_app(services, max_request_bytes=settings.max_request_bytes)
     outbox.start()
     groups.federation.start()
+    revisions.remote.start()
     webhooks.sender.start()
     policies.start()
     return Node(

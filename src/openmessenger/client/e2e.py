@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from openmessenger.client.crypto_store import CryptoStore, InboundRecord, OutboundRecord, Pin
 from openmessenger.client.errors import ApiError, ProtocolError, StateError
 from openmessenger.core.ids import Address, DeviceId
-from openmessenger.core.revisions import bound_replaces
+from openmessenger.core.revisions import accepted_replaces
 from openmessenger.crypto.account_keys import (
     AccountSigningKey,
     sign_device_list,
@@ -523,7 +523,13 @@ class EndToEnd:
             raise DecryptionError("the plaintext is not a message") from exc
         if content.sender != message.sender or content.recipient != message.recipient:
             raise DecryptionError("the ciphertext belongs to another conversation")
-        if content.replaces != bound_replaces(message.media_type, message.replaces):
+        if content.replaces not in accepted_replaces(
+            message.media_type,
+            message.replaces,
+            message.metadata,
+            sender=message.sender,
+            reader=self.address,
+        ):
             # An edit names the message it replaces inside the ciphertext: a node
             # cannot re-target it, nor pass an edit off as a new message (revisions).
             raise DecryptionError("the ciphertext belongs to another message")

@@ -107,10 +107,11 @@ def _is_group(message: wire.MessageOut) -> bool:
 
 
 def _acknowledgeable(message: Message, me: Address | None) -> bool:
+    """Someone else's message (from this node or another: a message from another
+    node names no sending device), not an edit, deletion or node event."""
     return (
         message.error is None
         and message.sender != me
-        and bool(message.sender_device)
         and not message.media_type.startswith(("message.", "group."))
     )
 

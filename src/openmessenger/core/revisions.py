@@ -16,6 +16,7 @@ a message; it goes to the message's sender account only, on a feed of its own.
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,10 +56,10 @@ def no_message() -> NotFound:
 
 def is_content(message: Message) -> bool:
     """A message a person wrote (not an edit, a deletion, a tombstone or a
-    node-authored event): the only kind that can be edited, deleted or receipted."""
-    return bool(message.sender_device) and not message.media_type.startswith(
-        (RESERVED_PREFIX, "group.")
-    )
+    node-authored event): the only kind that can be edited, deleted or receipted.
+    A message from another node has no ``sender_device`` (not ours to name); the
+    node's own events all have reserved media types."""
+    return not message.media_type.startswith((RESERVED_PREFIX, "group."))
 
 
 def check_revisable(message: Message, sender: Address) -> None:
@@ -76,6 +77,39 @@ def bound_replaces(media_type: str, replaces: str | None) -> str | None:
     """What an end-to-end plaintext must name as ``replaces`` for a message of this
     envelope: the replaced id for an edit, nothing for anything else."""
     return replaces if media_type == EDIT_MEDIA_TYPE else None
+
+
+REMOTE_REPLACES = "remote_replaces"
+"""In the metadata of an edit that came from another node: the replaced message's
+id on the sender's node, which the edit's plaintext names (the receiving node
+stores the message under an id of its own)."""
+
+
+def accepted_replaces(
+    media_type: str,
+    replaces: str | None,
+    metadata: object = None,
+    *,
+    sender: str = "",
+    reader: str = "",
+) -> frozenset[str | None]:
+    """What an end-to-end plaintext may name as ``replaces``: :func:`bound_replaces`,
+    and for an edit that ``sender`` wrote on another node than ``reader``'s also the
+    id its sender's node gave the replaced message (``REMOTE_REPLACES``: that the
+    two name one message is the reader's node's word, as message ids are). Between
+    addresses of one node the binding stays exact."""
+    bound = bound_replaces(media_type, replaces)
+    same_node = sender.rpartition("*")[2].lower() == reader.rpartition("*")[2].lower()
+    if bound is None or same_node or not isinstance(metadata, dict):
+        return frozenset({bound})
+    remote = metadata.get(REMOTE_REPLACES)
+    return frozenset({bound, remote}) if isinstance(remote, str) and remote else frozenset({bound})
+
+
+def remote_reader_id(address: str) -> AccountId:
+    """The reader account id a receipt from another node's address is kept under
+    (at most 32 characters, never an id of a local account)."""
+    return AccountId("~" + hashlib.sha256(address.encode()).hexdigest()[:31])
 
 
 def key_shares_only(body: str) -> str:
@@ -163,3 +197,25 @@ class RevisionAppend:
     client_txn_id: str | None
     sent_at: datetime
     receivers: tuple[AccountId, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteReference:
+    """How another of our nodes names a 1:1 message: the addresses as the
+    connection spells them and the nonce its Openmsg package carried."""
+
+    sender: Address
+    recipient: Address
+    nonce: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRevision:
+    """An edit, deletion or receipt waiting for another node (services/message_federation.py)."""
+
+    id: int
+    domain: str
+    message_id: MessageId
+    item: str
+    """The JSON of the wire item (an edit without its body)."""
+    give_up_at: datetime

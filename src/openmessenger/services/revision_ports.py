@@ -8,7 +8,13 @@ from typing import Protocol
 
 from openmessenger.core.envelope import AppendResult, Message
 from openmessenger.core.ids import AccountId, Address, MessageId
-from openmessenger.core.revisions import Receipt, ReceiptKind, RevisionAppend
+from openmessenger.core.revisions import (
+    OutboundRevision,
+    Receipt,
+    ReceiptKind,
+    RemoteReference,
+    RevisionAppend,
+)
 
 
 class RevisionRepository(Protocol):
@@ -41,3 +47,39 @@ class RevisionRepository(Protocol):
     async def receipt_feed(
         self, sender_account: AccountId, since: int, limit: int
     ) -> list[Receipt]: ...
+
+    # -- across nodes (services/message_federation.py) ------------------------------------
+
+    async def sent_reference(self, message_id: MessageId) -> RemoteReference | None:
+        """How the other node names a message this node sent there."""
+        ...
+
+    async def received_reference(self, message_id: MessageId) -> RemoteReference | None:
+        """How the sender's node names a message this node received from it."""
+        ...
+
+    async def sent_by_reference(
+        self, owner: AccountId, peer: Address, nonce: str
+    ) -> MessageId | None: ...
+
+    async def received_by_reference(
+        self, owner: AccountId, peer: Address, nonce: str
+    ) -> MessageId | None: ...
+
+    async def in_outbox(self, message_id: MessageId) -> bool: ...
+
+    async def queue_out(
+        self, domain: str, message_id: MessageId, item: str, now: datetime, give_up_at: datetime
+    ) -> bool:
+        """False when the same item already waits."""
+        ...
+
+    async def claim_out(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[tuple[str, int]]: ...
+
+    async def out_rows(self, domain: str, limit: int) -> list[OutboundRevision]: ...
+
+    async def settle_out(
+        self, domain: str, done: list[int], retry_at: datetime, attempts: int
+    ) -> None: ...

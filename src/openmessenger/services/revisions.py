@@ -14,9 +14,11 @@ account's device got or read a given message, and when; nothing more. A reader
 whose ``send_receipts`` preference is off passes nothing on: the node drops
 its receipts unseen.
 
-Only conversations on this node: a 1:1 conversation with an address on another
-node can neither be edited nor deleted for everyone (409), and receipts from or
-to other nodes are not carried (no Openmsg extension carries them yet).
+A 1:1 conversation with an address on another of our nodes (one that announces
+the ``revisions`` capability) works the same: the edit, deletion or receipt is
+recorded here and queued for that node in the same transaction
+(services/message_federation.py). With an Openmsg v1 peer, edits and deletions
+are refused (409 ``revision_remote_unsupported``) and receipts stay here.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from openmessenger.core.ids import (
     ConversationId,
     Domain,
     MessageId,
+    address_domain,
     parse_address,
 )
 from openmessenger.core.preferences import Name
@@ -55,6 +58,7 @@ from openmessenger.core.revisions import (
     NOT_SENDER,
     REMOTE_UNSUPPORTED,
     Receipt,
+    RemoteReference,
     RevisionAppend,
     check_receipt_ids,
     check_revisable,
@@ -65,6 +69,7 @@ from openmessenger.core.revisions import (
     receivable,
 )
 from openmessenger.services.groups import GroupService
+from openmessenger.services.message_federation import MessageFederation
 from openmessenger.services.messaging import (
     SendResult,
     check_page,
@@ -154,6 +159,8 @@ class RevisionService:
         """Fans group edits and deletions out to other nodes (set by wiring)."""
         self.webhooks: WebhookQueue | None = None
         """Queues webhook calls for the app devices among the receivers (set by wiring)."""
+        self.remote: MessageFederation | None = None
+        """Carries 1:1 edits, deletions and receipts to our other nodes (set by wiring)."""
 
     # -- edits ------------------------------------------------------------------------
 
@@ -171,6 +178,7 @@ class RevisionService:
             raise InvalidInput("encryption", "must be end-to-end: edits are")
         body = validate_encrypted_body(body)
         await self._check_policy(caller, message_id, body)
+        remote = await self._remote_node(caller, message_id)
         async with self._uow() as tx:
             original, group_members = await self._target(tx, caller, message_id)
             if original.provenance is not None:
@@ -203,6 +211,7 @@ class RevisionService:
                     result = _with_replaces(result, original.id)
             else:
                 receivers = await self._direct_receivers(tx, caller, original, edit=True)
+                reference = await self._reference(tx, original)
                 result = await tx.revisions.append(
                     RevisionAppend(
                         message_id=new_id,
@@ -220,11 +229,16 @@ class RevisionService:
                         receivers=receivers,
                     )
                 )
+                if reference is not None and result.created and self.remote is not None:
+                    assert result.message is not None
+                    await self.remote.queue_edit(tx, result.message, original, reference)
             assert result.message is not None
             if result.created:
                 await tx.revisions.mark_edited(original.id, now)
                 await tx.commit()
         await self._publish(result, in_group=group_members is not None)
+        if remote and self.remote is not None:
+            self.remote.kick()
         return SendResult(result.message, result.created)
 
     # -- deletions ----------------------------------------------------------------------
@@ -232,12 +246,15 @@ class RevisionService:
     async def delete(self, caller: AuthenticatedDevice, message_id: str) -> Message:
         """Erase the message and all its edits (tombstones stay) and tell every
         device of every participant, in the conversation's order."""
+        remote = await self._remote_node(caller, message_id)
         async with self._uow() as tx:
             original, group_members = await self._target(tx, caller, message_id)
+            reference = None
             if group_members is not None:
                 receivers = tuple(m.account_id for m in group_members)
             else:
                 receivers = await self._direct_receivers(tx, caller, original, edit=False)
+                reference = await self._reference(tx, original)  # before erase forgets it
             now = self._clock.now()
             await tx.revisions.erase(original.id, now)
             new_id = MessageId(self._secrets.identifier())
@@ -277,10 +294,15 @@ class RevisionService:
                         receivers=receivers,
                     )
                 )
+                if reference is not None and self.remote is not None:
+                    assert result.message is not None
+                    await self.remote.queue_delete(tx, result.message, original, reference)
             tombstone = await tx.messages.get(original.id)
             assert tombstone is not None
             await tx.commit()
         await self._publish(result, in_group=group_members is not None)
+        if remote and self.remote is not None:
+            self.remote.kick()
         return tombstone
 
     # -- receipts -----------------------------------------------------------------------
@@ -302,6 +324,7 @@ class RevisionService:
                 allowed[message.conversation_id] = await self._sends_receipts(
                     caller, message.conversation_id
                 )
+        queued = False
         added: list[Receipt] = []
         now = self._clock.now()
         async with self._uow() as tx:
@@ -313,7 +336,14 @@ class RevisionService:
                 if not await self._visible(tx, caller, message):
                     continue
                 sender = await tx.accounts.by_address(message.sender)
-                if sender is None:  # another node's (not carried), or gone
+                if sender is None:  # another node's, or gone
+                    if (
+                        self.remote is not None
+                        and address_domain(message.sender) != self._domain
+                        and await tx.groups.get(message.conversation_id) is None
+                    ):
+                        # For that node (dropped unsent if it turns out to be a v1 peer).
+                        queued |= await self.remote.queue_receipt(tx, message, receipt_kind)
                     continue
                 receipt = await tx.revisions.add_receipt(
                     message, sender.id, caller.account.id, caller.account.address, receipt_kind, now
@@ -322,6 +352,8 @@ class RevisionService:
                     added.append(receipt)
             await tx.commit()
         self.hub.publish(added)
+        if queued and self.remote is not None:
+            self.remote.kick()
         return added
 
     async def receipts_of(self, caller: AuthenticatedDevice, message_id: str) -> list[Receipt]:
@@ -398,6 +430,40 @@ class RevisionService:
         check_revisable(message, caller.account.address)
         return message, None
 
+    async def _remote_node(self, caller: AuthenticatedDevice, message_id: str) -> Domain | None:
+        """For the caller's own 1:1 message to an address on another node: that
+        node, if it takes edits and deletions (asked outside any transaction);
+        409 ``revision_remote_unsupported`` if it does not (an Openmsg v1 peer),
+        502 if it cannot be asked and nothing is known of it."""
+        if not message_id or len(message_id) > 64:
+            return None
+        async with self._uow() as tx:
+            found = await tx.messages.get(MessageId(message_id))
+            in_group = found is not None and await tx.groups.get(found.conversation_id) is not None
+        if found is None or in_group or found.sender != caller.account.address:
+            return None
+        domain = address_domain(found.recipient)
+        if domain == self._domain:
+            return None
+        if self.remote is None or not await self.remote.takes_revisions(domain):
+            raise Conflict(
+                "Edits and deletions do not reach that address's node.", code=REMOTE_UNSUPPORTED
+            )
+        return domain
+
+    async def _reference(self, tx: Transaction, original: Message) -> RemoteReference | None:
+        """How the recipient's node names a message to another node; None for a
+        message on this node."""
+        if address_domain(original.recipient) == self._domain:
+            return None
+        reference = await tx.revisions.sent_reference(original.id)
+        if reference is None or self.remote is None:
+            raise Conflict(
+                "This message was sent before its edits could follow it to its node.",
+                code=REMOTE_UNSUPPORTED,
+            )
+        return reference
+
     async def _check_policy(self, caller: AuthenticatedDevice, message_id: str, body: str) -> None:
         """An edit counts as a message: the conversation's size and rate limits
         apply (checked only for the sender's own message: nobody else's edit can
@@ -414,9 +480,16 @@ class RevisionService:
     ) -> tuple[AccountId, ...]:
         recipient = parse_address(original.recipient, field="message_id")
         if recipient.domain != self._domain:
-            raise Conflict(
-                "Edits and deletions reach addresses on this node only.", code=REMOTE_UNSUPPORTED
-            )
+            if self.remote is None:
+                raise Conflict(
+                    "Edits and deletions reach addresses on this node only.",
+                    code=REMOTE_UNSUPPORTED,
+                )
+            if edit:  # new content: only where a message could go
+                contact = await tx.connections.get(caller.account.id, recipient.address)
+                if contact is None or not contact.peer_accepts_messages:
+                    raise Refused()
+            return (caller.account.id,)  # the sender's other devices; its node, the rest
         account = await tx.accounts.by_address(recipient.address)
         if edit:  # new content: only where a message could go (a block refuses it alike)
             contact = await tx.connections.get(caller.account.id, recipient.address)

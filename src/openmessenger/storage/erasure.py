@@ -44,6 +44,8 @@ from openmessenger.storage.tables import (
     openmsg_links,
     openmsg_outbox,
     openmsg_received,
+    openmsg_revisions_out,
+    openmsg_sent,
     pass_code_budgets,
     pass_codes,
     preferences,
@@ -234,6 +236,8 @@ class SqlErasure(Repository):
                 (openmsg_outbox, openmsg_outbox.c.message_id),
                 (openmsg_received, openmsg_received.c.message_id),
                 (receipts, receipts.c.message_id),
+                (openmsg_sent, openmsg_sent.c.message_id),
+                (openmsg_revisions_out, openmsg_revisions_out.c.message_id),
             ):
                 await self._conn.execute(delete(table).where(column.in_(chunk)))
             await self._conn.execute(delete(messages).where(messages.c.id.in_(chunk)))

@@ -74,6 +74,7 @@ from openmessenger.storage.tables import (
     messages,
     openmsg_outbox,
     openmsg_received,
+    openmsg_sent,
     pass_code_budgets,
     pass_codes,
 )
@@ -578,6 +579,8 @@ class SqlMessages(Repository):
             await self._conn.execute(insert(device_streams), stream_rows)
         if outbox_rows:
             await self._conn.execute(insert(openmsg_outbox), outbox_rows)
+            # Kept after delivery: the peer names the message by it (revisions).
+            await self._conn.execute(insert(openmsg_sent), [_sent_row(r) for r in outbox_rows])
         for index, first in repeats.items():
             original = results[first]
             assert original is not None
@@ -846,6 +849,10 @@ class _SendContact(NamedTuple):
     recipient_account: AccountId | None
     """None when the recipient is on another node."""
     peer_accepts: bool
+
+
+def _sent_row(outbox_row: dict[str, Any]) -> dict[str, Any]:
+    return {k: outbox_row[k] for k in ("message_id", "owner_account_id", "peer_address", "nonce")}
 
 
 def _outbox_row(

@@ -12,7 +12,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from openmessenger.core.envelope import (
     AppendResult,
@@ -25,8 +25,10 @@ from openmessenger.core.ids import AccountId, Address, ConversationId, DeviceId,
 from openmessenger.core.revisions import (
     EDIT_MEDIA_TYPE,
     TOMBSTONE_MEDIA_TYPE,
+    OutboundRevision,
     Receipt,
     ReceiptKind,
+    RemoteReference,
     RevisionAppend,
     key_shares_only,
 )
@@ -36,6 +38,10 @@ from openmessenger.storage.tables import (
     device_streams,
     devices,
     messages,
+    openmsg_outbox,
+    openmsg_received,
+    openmsg_revisions_out,
+    openmsg_sent,
     receipts,
     webhook_deliveries,
 )
@@ -204,6 +210,10 @@ class SqlRevisions(Repository):
         for table, column in (
             (receipts, receipts.c.message_id),
             (webhook_deliveries, webhook_deliveries.c.message_id),
+            # Not yet on its way to another node: it never goes (nor do its edits).
+            (openmsg_outbox, openmsg_outbox.c.message_id),
+            (openmsg_revisions_out, openmsg_revisions_out.c.message_id),
+            (openmsg_sent, openmsg_sent.c.message_id),
         ):
             await self._conn.execute(delete(table).where(column.in_(ids)))
         for erased, body in kept.items():
@@ -276,3 +286,134 @@ class SqlRevisions(Repository):
             .limit(limit)
         )
         return [_receipt(r) for r in await self._conn.execute(query)]
+
+    # -- across nodes -----------------------------------------------------------------
+
+    async def sent_reference(self, message_id: MessageId) -> RemoteReference | None:
+        """How the other node names a message this node sent there."""
+        query = select(messages.c.sender, openmsg_sent.c.peer_address, openmsg_sent.c.nonce).join(
+            messages, messages.c.id == openmsg_sent.c.message_id
+        )
+        row = (
+            await self._conn.execute(query.where(openmsg_sent.c.message_id == message_id))
+        ).first()
+        if row is None:
+            return None
+        return RemoteReference(Address(row.sender), Address(row.peer_address), str(row.nonce))
+
+    async def received_reference(self, message_id: MessageId) -> RemoteReference | None:
+        """How the sender's node names a message this node received from it."""
+        query = select(
+            openmsg_received.c.peer_address, messages.c.recipient, openmsg_received.c.nonce
+        ).join(messages, messages.c.id == openmsg_received.c.message_id)
+        row = (
+            await self._conn.execute(query.where(openmsg_received.c.message_id == message_id))
+        ).first()
+        if row is None:
+            return None
+        return RemoteReference(Address(row.peer_address), Address(row.recipient), str(row.nonce))
+
+    async def sent_by_reference(
+        self, owner: AccountId, peer: Address, nonce: str
+    ) -> MessageId | None:
+        query = select(openmsg_sent.c.message_id).where(
+            openmsg_sent.c.owner_account_id == owner,
+            openmsg_sent.c.peer_address == peer,
+            openmsg_sent.c.nonce == nonce,
+        )
+        found = (await self._conn.execute(query)).scalar()
+        return MessageId(found) if found is not None else None
+
+    async def received_by_reference(
+        self, owner: AccountId, peer: Address, nonce: str
+    ) -> MessageId | None:
+        query = select(openmsg_received.c.message_id).where(
+            openmsg_received.c.owner_account_id == owner,
+            openmsg_received.c.peer_address == peer,
+            openmsg_received.c.nonce == nonce,
+        )
+        found = (await self._conn.execute(query)).scalar()
+        return MessageId(found) if found is not None else None
+
+    async def in_outbox(self, message_id: MessageId) -> bool:
+        """Whether the message still waits for its first delivery."""
+        query = select(openmsg_outbox.c.message_id).where(openmsg_outbox.c.message_id == message_id)
+        return (await self._conn.execute(query)).first() is not None
+
+    async def queue_out(
+        self, domain: str, message_id: MessageId, item: str, now: datetime, give_up_at: datetime
+    ) -> bool:
+        """Queue an item for ``domain``; False when the same one already waits."""
+        waiting = select(openmsg_revisions_out.c.id).where(
+            openmsg_revisions_out.c.message_id == message_id,
+            openmsg_revisions_out.c.item == item,
+        )
+        if (await self._conn.execute(waiting)).first() is not None:
+            return False
+        await self._conn.execute(
+            insert(openmsg_revisions_out).values(
+                domain=domain,
+                message_id=message_id,
+                item=item,
+                attempts=0,
+                next_attempt_at=now,
+                give_up_at=give_up_at,
+            )
+        )
+        return True
+
+    async def claim_out(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[tuple[str, int]]:
+        """(domain, attempts so far) whose oldest waiting item is due; each is leased
+        until ``lease_until`` (its rows' next attempt moves there)."""
+        query = (
+            select(
+                openmsg_revisions_out.c.domain,
+                func.max(openmsg_revisions_out.c.attempts).label("attempts"),
+            )
+            .group_by(openmsg_revisions_out.c.domain)
+            .having(func.min(openmsg_revisions_out.c.next_attempt_at) <= now)
+            .limit(limit)
+        )
+        found = [(str(r.domain), int(r.attempts)) for r in await self._conn.execute(query)]
+        for domain, _ in found:
+            await self._conn.execute(
+                update(openmsg_revisions_out)
+                .where(openmsg_revisions_out.c.domain == domain)
+                .values(next_attempt_at=lease_until)
+            )
+        return found
+
+    async def out_rows(self, domain: str, limit: int) -> list[OutboundRevision]:
+        query = (
+            select(openmsg_revisions_out)
+            .where(openmsg_revisions_out.c.domain == domain)
+            .order_by(openmsg_revisions_out.c.id)
+            .limit(limit)
+        )
+        return [
+            OutboundRevision(
+                id=int(r.id),
+                domain=str(r.domain),
+                message_id=MessageId(r.message_id),
+                item=str(r.item),
+                give_up_at=r.give_up_at,
+            )
+            for r in await self._conn.execute(query)
+        ]
+
+    async def settle_out(
+        self, domain: str, done: list[int], retry_at: datetime, attempts: int
+    ) -> None:
+        """Drop the items that are done with; the rest of ``domain``'s are due at
+        ``retry_at``."""
+        if done:
+            await self._conn.execute(
+                delete(openmsg_revisions_out).where(openmsg_revisions_out.c.id.in_(done))
+            )
+        await self._conn.execute(
+            update(openmsg_revisions_out)
+            .where(openmsg_revisions_out.c.domain == domain)
+            .values(next_attempt_at=retry_at, attempts=attempts)
+        )

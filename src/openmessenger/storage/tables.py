@@ -670,3 +670,42 @@ signed_request_nonces = Table(
     Column("nonce", String(64), primary_key=True),
     Column("expires_at", Timestamp, nullable=False, index=True),
 )
+# --- receipts, edits and deletions across nodes ---
+
+# The sending node: the Openmsg nonce of each message its accounts sent to an
+# address on another node (written with the outbox row, kept after delivery):
+# the other node names the message by (sender, recipient, nonce). Goes with the
+# message.
+openmsg_sent = Table(
+    "openmsg_sent",
+    metadata,
+    Column("message_id", String(32), ForeignKey("messages.id"), primary_key=True),
+    Column("owner_account_id", String(32), nullable=False),
+    Column("peer_address", String(300), nullable=False),
+    Column("nonce", String(32), nullable=False),
+    UniqueConstraint(
+        "owner_account_id", "peer_address", "nonce", name="uq_openmsg_sent_reference"
+    ),
+)
+
+# Edits, deletions and receipts waiting to reach another of our nodes, in ``id``
+# order per domain (services/message_federation.py). ``message_id`` is the local
+# message the row is about (the edit, the deletion event, the receipt's message):
+# the row goes with it. ``item`` is the JSON of the wire item (an edit's body is
+# read from its message when sent). ``next_attempt_at`` is also the lease.
+openmsg_revisions_out = Table(
+    "openmsg_revisions_out",
+    metadata,
+    Column(
+        "id",
+        Integer().with_variant(BigInteger(), "postgresql"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("domain", String(253), nullable=False, index=True),
+    Column("message_id", String(32), ForeignKey("messages.id"), nullable=False, index=True),
+    Column("item", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Timestamp, nullable=False, index=True),
+    Column("give_up_at", Timestamp, nullable=False),
+)

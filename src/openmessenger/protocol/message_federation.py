@@ -1,0 +1,93 @@
+"""Receipts, edits and deletions of 1:1 messages between our nodes: the
+``revisions`` capability of our Openmsg extension (docs/openmsg.md).
+
+A message that crossed to another node has an id on each node; what both know
+is the Openmsg nonce its package carried. A message is therefore named between
+nodes by a **reference**: ``(sender, recipient, nonce)``, the addresses as the
+connection spells them and the nonce as ``message-confirm/`` carries it
+(strict base64url of 24 bytes).
+
+One signed request (services/signed_requests.py), never sent to an Openmsg v1
+peer: ``message-revisions/``, a batch of items in the order they happened on
+the sending node:
+
+- ``edit`` (from the sender's node): a new end-to-end body for the message;
+  ``id`` is the edit's id on the sending node (the receiver stores it once per
+  ``(sender, id)``), ``replaces`` the original's id there (the edit's plaintext
+  names it: docs/encryption.md).
+- ``delete`` (from the sender's node): the message is deleted for everyone.
+- ``receipt`` (from the recipient's node): the recipient got (``delivered``) or
+  read (``read``) it at ``at``.
+
+The answer is HTTP 200 JSON ``{"ok": true, "results": [...]}``, one of
+``applied`` or ``refused`` per item, in order; ``refused`` never says why. A
+request whose signature or origin does not verify gets an Openmsg error body.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from openmessenger.protocol.e2e import MAX_ENCRYPTED_BODY_CHARS
+
+REVISIONS = "revisions"
+MESSAGE_REVISIONS_PATH = "/openmsg/x-openmessenger/message-revisions/"
+MAX_ITEMS = 64
+MAX_BATCH_BODY_CHARS = 768 * 1024
+"""A request carries at most this many edit body characters (at least one item)."""
+
+APPLIED: Final = "applied"
+REFUSED: Final = "refused"
+
+_Address = Field(min_length=3, max_length=300)
+_Nonce = Field(min_length=32, max_length=32, pattern=r"^[A-Za-z0-9_-]{32}$")
+_Id = Field(min_length=1, max_length=32)
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _Item(_Wire):
+    sender: str = _Address
+    """Who sent the message the item is about."""
+    recipient: str = _Address
+    """Whom it was sent to."""
+    nonce: str = _Nonce
+    """The nonce of the message's Openmsg package."""
+
+
+class EditItem(_Item):
+    type: Literal["edit"] = "edit"
+    id: str = _Id
+    replaces: str = _Id
+    body: str = Field(min_length=1, max_length=MAX_ENCRYPTED_BODY_CHARS)
+    sent_at: datetime
+
+
+class DeleteItem(_Item):
+    type: Literal["delete"] = "delete"
+    sent_at: datetime
+
+
+class ReceiptItem(_Item):
+    type: Literal["receipt"] = "receipt"
+    kind: Literal["delivered", "read"]
+    at: datetime
+
+
+Item = Annotated[EditItem | DeleteItem | ReceiptItem, Field(discriminator="type")]
+
+
+class RevisionsRequest(_Wire):
+    items: list[Item] = Field(min_length=1, max_length=MAX_ITEMS)
+
+
+class RevisionsAnswer(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    ok: Literal[True] = True
+    results: list[Literal["applied", "refused"]] = Field(max_length=MAX_ITEMS)
