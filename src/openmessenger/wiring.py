@@ -24,6 +24,7 @@ from openmessenger.federation.client import AiohttpTransport
 from openmessenger.federation.rate_limits import SlidingWindowLimiter
 from openmessenger.federation.webhook_client import AiohttpWebhookPoster
 from openmessenger.notify import SmsWebhookSender, SmtpEmailSender
+from openmessenger.protocol.ephemeral_federation import EPHEMERAL
 from openmessenger.protocol.group_federation import GROUPS
 from openmessenger.protocol.message_federation import REVISIONS
 from openmessenger.services.account_data import AccountData
@@ -34,6 +35,7 @@ from openmessenger.services.blocks import BlockService
 from openmessenger.services.contact_requests import ContactRequestService
 from openmessenger.services.devices import DeviceService
 from openmessenger.services.ephemeral import EphemeralService
+from openmessenger.services.ephemeral_federation import EphemeralFederation
 from openmessenger.services.federation import FederationService
 from openmessenger.services.federation_gate import FederationGate, FederationRates, NodeAdmin
 from openmessenger.services.group_federation import GroupFederation
@@ -89,6 +91,8 @@ class Node:
         if self.services.revisions.remote is not None:
             await self.services.revisions.remote.stop()
         await self.services.webhooks.sender.stop()
+        if isinstance(self.services.ephemeral.remote, EphemeralFederation):
+            await self.services.ephemeral.remote.close()
         await self.services.policies.stop()
         if self.webhook_poster is not None:
             await self.webhook_poster.close()
@@ -286,6 +290,18 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
         ),
     )
     ephemeral.policy = policies
+    ephemeral_federation = EphemeralFederation(
+        clock=clock,
+        secrets=secrets,
+        domain=domain,
+        transport=transport,
+        directory=directory,
+        verifier=verifier,
+        ephemeral=ephemeral,
+        limits=ephemeral.limits,
+    )
+    ephemeral.remote = ephemeral_federation
+    federation.add_extension(EPHEMERAL, ephemeral_federation.handlers())
     preferences = PreferenceService(uow, clock, apps)
     revisions = RevisionService(uow, bus, clock, secrets, domain, preferences, policies)
     revisions.groups = groups

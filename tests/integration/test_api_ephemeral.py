@@ -256,7 +256,9 @@ async def test_a_retry_is_relayed_once_under_the_same_id(http: httpx.AsyncClient
         ({"device": None}, 422, "invalid_input", "device"),
         ({"to": "not an address"}, 422, "invalid_input", "to"),
         ({"device": "no-such-device"}, 404, "device_not_found", None),
-        ({"to": "1234567*elsewhere.example"}, 409, "ephemeral_remote_unsupported", None),
+        # Another node's address that is no contact: the generic refusal, nothing asked
+        # of that node (across nodes: tests/integration/federation/test_ephemeral_across_nodes.py).
+        ({"to": "1234567*elsewhere.example"}, 403, "refused", None),
     ],
 )
 async def test_bad_input_is_refused_by_name_and_nothing_is_held(

@@ -290,15 +290,19 @@ class EphemeralMessaging:
         lifespan: int | None = None,
         client_txn_id: str | None = None,
     ) -> EphemeralSent:
-        """Send a disappearing message to one device of a contact on this node:
-        ``device``, or the contact's only trusted device. The recipient's client
-        keeps the text ``lifespan`` seconds after it arrives. If no device takes
-        it within the node's hold (at most 120 s), the node drops it and this
+        """Send a disappearing message to one device of a contact, on this node or
+        another of our nodes: ``device``, or the contact's only trusted device.
+        The recipient's client keeps the text ``lifespan`` seconds after it
+        arrives. If no device takes it within the hold of the recipient's node
+        (at most 120 s), that node drops it and this
         device gets an :class:`EphemeralExpired`. Without ``lifespan``, the
         ``disappearing_timer`` preference for ``to`` gives it (60 s when it is off).
 
         Raises RefusedError when you may not message ``to``, InvalidArgumentError
-        when ``to`` has several devices and none was named."""
+        when ``to`` has several devices and none was named, ApiError
+        ``ephemeral_remote_unsupported`` when ``to``'s node takes none (an
+        Openmsg v1 node), ``peer_unavailable`` when it cannot be reached now
+        (nothing was kept: send again)."""
         if not text or len(text) > MAX_TEXT_CHARS:
             raise InvalidArgumentError("text", f"must be 1 to {MAX_TEXT_CHARS} characters")
         if lifespan is None:
@@ -311,16 +315,17 @@ class EphemeralMessaging:
         engine = await self.end_to_end()
         me, my_device = self.address, self.device_id
         assert me is not None and my_device is not None
-        if address_domain(target) != address_domain(me):
-            raise api_error(
-                409, REMOTE_UNSUPPORTED, "disappearing messages reach addresses on this node only"
-            )
         try:
             devices = await engine.devices_of(target)
         except ApiError as exc:
             if exc.status == 404:  # not a contact: the same refusal the node would give
                 raise api_error(403, "refused") from exc
             raise
+        if address_domain(target) != address_domain(me) and devices.encryption != "end-to-end":
+            # An Openmsg v1 node: no device keys, so no Olm, so no disappearing message.
+            raise api_error(
+                409, REMOTE_UNSUPPORTED, "that address's node takes no disappearing messages"
+            )
         chosen = _choose_device(target, devices.trusted, device)
         plaintext = EphemeralPlaintext(
             text=text,

@@ -11,16 +11,24 @@ or its hold ends; then it is gone, and the sending device gets an expiry notice
 - per sending device: its messages still waiting plus its undelivered notices
   (a notice replaces the message it is about, so it never adds to a count);
 - in total, over every device.
+
+A message between two of our nodes (docs/openmsg.md, capability ``ephemeral``)
+is held by the receiving node's relay exactly like a local one; when its hold
+ends there, the notice goes back to the sender's node instead of waiting here
+(:meth:`Relay.drop`). The sender's node keeps, in a :class:`ForwardLedger`, only
+what it needs to believe that notice (ids and devices, never a body), bounded
+the same way and forgotten once the hold over there is surely over.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
 from openmessenger.core.errors import InvalidInput, LimitExceeded, Unavailable
-from openmessenger.core.ids import Address, DeviceId
+from openmessenger.core.ids import Address, DeviceId, Domain
 
 MAX_HOLD_SECONDS = 120.0
 """The node never holds an undelivered ephemeral message longer than this."""
@@ -164,6 +172,19 @@ class Relay:
         self._put(notice)
         return notice
 
+    def drop(self, message_id: str, device: DeviceId) -> EphemeralMessage | None:
+        """Its hold is over and its sender is on another node: drop the message if
+        it still waits for ``device``, with no notice here (None: it was delivered)."""
+        message = self.pending_for(device, message_id)
+        if message is not None:
+            self._remove(message)
+        return message
+
+    def add_notice(self, notice: ExpiryNotice) -> None:
+        """Hold a notice another node sent about a message this node forwarded; it
+        takes the place of the ledger entry it answers, so no bound is checked."""
+        self._put(notice)
+
     def drop_notice(self, message_id: str, device: DeviceId) -> bool:
         """The notice's own hold is over: drop it; False if it was taken already."""
         found = self._inboxes.get(device, {}).get(message_id)
@@ -196,6 +217,109 @@ class Relay:
             _decrement(self._waiting_for, event.recipient_device)
         _decrement(self._outstanding_of, event.sender_device)
         self._total -= 1
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """A message this node passed to another node's relay: what it needs to take
+    that node's expiry notice about it (never the body)."""
+
+    id: str
+    sender: Address
+    sender_device: DeviceId
+    recipient: Address
+    recipient_device: DeviceId
+    node: Domain
+    """The node holding it: the only one whose notice about it counts."""
+    sent_at: datetime
+    deadline: float
+    """When this node forgets it (monotonic): the hold over there is over by then."""
+
+
+class ForwardLedger:
+    """The messages this node's devices sent to other nodes' relays, while those
+    may still expire: per sending device at most ``per_device``, in all at most
+    ``total`` (the relay's bounds). Entries past their deadline are forgotten as
+    the ledger is used."""
+
+    def __init__(self, limits: RelayLimits) -> None:
+        self.limits = limits
+        self._entries: dict[str, Forwarded] = {}
+        self._deadlines: list[tuple[float, str]] = []
+        self._of: Counter[DeviceId] = Counter()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, message_id: str, now: float) -> Forwarded | None:
+        self._purge(now)
+        return self._entries.get(message_id)
+
+    def remember(self, entry: Forwarded, now: float) -> None:
+        """Keep ``entry`` (replacing one with its id), or refuse as the relay would."""
+        self._purge(now)
+        earlier = self._entries.get(entry.id)
+        if earlier is None:
+            if len(self._entries) >= self.limits.total:
+                raise Unavailable(
+                    "The node holds as many disappearing messages as it may; try again soon.",
+                    code=RELAY_FULL,
+                )
+            if self._of[entry.sender_device] >= self.limits.per_device:
+                raise LimitExceeded(
+                    "This device has too many disappearing messages waiting; try again later.",
+                    field="device",
+                )
+        else:
+            self._forget(earlier)
+        self._entries[entry.id] = entry
+        self._of[entry.sender_device] += 1
+        heapq.heappush(self._deadlines, (entry.deadline, entry.id))
+
+    def forget(self, message_id: str) -> Forwarded | None:
+        entry = self._entries.get(message_id)
+        if entry is not None:
+            self._forget(entry)
+        return entry
+
+    def recall(
+        self,
+        message_id: str,
+        node: Domain,
+        sender: Address,
+        sender_device: DeviceId,
+        recipient: Address,
+        recipient_device: DeviceId,
+        now: float,
+    ) -> Forwarded | None:
+        """The entry a notice from ``node`` is about, forgotten now; None when this
+        node never sent such a message to that node (or forgot it)."""
+        entry = self.get(message_id, now)
+        if entry is None or (
+            entry.node,
+            entry.sender,
+            entry.sender_device,
+            entry.recipient,
+            entry.recipient_device,
+        ) != (node, sender, sender_device, recipient, recipient_device):
+            return None
+        self._forget(entry)
+        return entry
+
+    def _forget(self, entry: Forwarded) -> None:
+        del self._entries[entry.id]
+        _decrement(self._of, entry.sender_device)
+
+    def _purge(self, now: float) -> None:
+        while self._deadlines and self._deadlines[0][0] <= now:
+            deadline, message_id = heapq.heappop(self._deadlines)
+            entry = self._entries.get(message_id)
+            if entry is not None and entry.deadline == deadline:
+                self._forget(entry)
+        if len(self._deadlines) > 2 * len(self._entries) + 64:
+            # Replaced and recalled entries leave stale deadlines: rebuild now and then.
+            self._deadlines = [(e.deadline, e.id) for e in self._entries.values()]
+            heapq.heapify(self._deadlines)
 
 
 def _decrement(counter: Counter[DeviceId], key: DeviceId) -> None:

@@ -10,6 +10,12 @@ is told so, by a notice held the same way.
 
 Memory is per process: the receiving device must take the message from the
 process that accepted it (one process, or a proxy that keeps a device on one).
+
+To an address on another of our nodes (``remote``, services/ephemeral_federation.py)
+the message is passed on at once, never held here: that node's relay holds it
+(:meth:`EphemeralService.hold_from_peer`, with the same checks from its side),
+and when it expires there, its notice comes back here
+(:meth:`EphemeralService.notice_from_peer`) to wait for the sending device.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from pydantic import ValidationError
@@ -35,7 +41,16 @@ from openmessenger.core.ephemeral import (
     RelayLimits,
 )
 from openmessenger.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Refused
-from openmessenger.core.ids import AccountId, Address, DeviceId, Domain, parse_address
+from openmessenger.core.groups import remote_account_id
+from openmessenger.core.ids import (
+    AccountId,
+    Address,
+    ConversationId,
+    DeviceId,
+    Domain,
+    address_domain,
+    parse_address,
+)
 from openmessenger.core.records import AuthenticatedDevice, Device
 from openmessenger.protocol.ephemeral import EphemeralBody
 from openmessenger.services.ports import Clock, Secrets, Transaction, UnitOfWork
@@ -54,6 +69,32 @@ class SendPolicy(Protocol):
     async def check_direct_send(
         self, account_id: AccountId, recipient: Address, body: str
     ) -> None: ...
+
+    async def check_send(
+        self, account_id: AccountId, conversation_id: ConversationId, body: str
+    ) -> None: ...
+
+
+class RemoteRelay(Protocol):
+    """Another of our nodes' relays (services/ephemeral_federation.py)."""
+
+    async def ensure_supported(self, domain: Domain) -> None:
+        """Conflict (``ephemeral_remote_unsupported``) when ``domain``'s node takes
+        no disappearing messages; PeerUnavailable when it cannot be asked."""
+        ...
+
+    def forwarded(self, message_id: str) -> bool:
+        """Whether a message with this id was passed on lately (a retry)."""
+        ...
+
+    async def forward(self, message: EphemeralMessage) -> EphemeralSent:
+        """Pass ``message`` to its recipient's node; that node's answer (its times)
+        or its refusal, raised as its client API would have."""
+        ...
+
+    def expired(self, message: EphemeralMessage) -> None:
+        """Tell the sender's node that ``message`` was dropped undelivered (no wait)."""
+        ...
 
 
 async def reachable_account(
@@ -92,6 +133,13 @@ class EphemeralService:
         self._wakers: dict[DeviceId, set[asyncio.Event]] = {}
         self.policy: SendPolicy | None = None
         """The conversation's size and rate limits apply as to any message (set by wiring)."""
+        self.remote: RemoteRelay | None = None
+        """Other nodes' relays (capability ``ephemeral``; set by wiring). None: to an
+        address of another node the answer is ``ephemeral_remote_unsupported``."""
+
+    @property
+    def limits(self) -> RelayLimits:
+        return self._relay.limits
 
     async def send(
         self,
@@ -112,7 +160,7 @@ class EphemeralService:
                 code="not_for_apps",
             )
         recipient = parse_address(to, field="to")
-        if recipient.domain != self._domain:
+        if recipient.domain != self._domain and self.remote is None:
             raise Conflict(
                 "Disappearing messages reach addresses on this node only.",
                 code=REMOTE_UNSUPPORTED,
@@ -123,6 +171,10 @@ class EphemeralService:
                 f"must be from {MIN_LIFESPAN_SECONDS} to {MAX_LIFESPAN_SECONDS}",
             )
         self._check_body(caller.device, body)
+        if recipient.domain != self._domain:
+            return await self._send_away(
+                caller, recipient.address, DeviceId(device), body, lifespan_seconds, client_txn_id
+            )
         async with self._uow() as tx:
             account = await reachable_account(
                 tx, caller.account.id, caller.account.address, recipient.address
@@ -162,6 +214,136 @@ class EphemeralService:
         self._schedule(message)
         self._wake(target.id)
         return EphemeralSent(message, created=True)
+
+    async def _send_away(
+        self,
+        caller: AuthenticatedDevice,
+        recipient: Address,
+        device: DeviceId,
+        body: str,
+        lifespan_seconds: int,
+        client_txn_id: str | None,
+    ) -> EphemeralSent:
+        """To another of our nodes: checked here as far as this node knows (a
+        connection whose peer takes the caller's messages, the policy), then passed
+        on; the answer waits for that node's."""
+        assert self.remote is not None
+        async with self._uow() as tx:
+            contact = await tx.connections.get(caller.account.id, recipient)
+        if contact is None or not contact.peer_accepts_messages:
+            raise Refused()
+        await self.remote.ensure_supported(address_domain(recipient))
+        message_id = self._message_id(caller.device.id, device, client_txn_id)
+        if self.policy is not None and not self.remote.forwarded(message_id):
+            await self.policy.check_direct_send(caller.account.id, recipient, body)
+        hold = self._relay.limits.hold_seconds
+        sent_at = self._clock.now()
+        return await self.remote.forward(
+            EphemeralMessage(
+                id=message_id,
+                sender=caller.account.address,
+                sender_device=caller.device.id,
+                recipient=recipient,
+                recipient_device=device,
+                body=body,
+                lifespan_seconds=lifespan_seconds,
+                sent_at=sent_at,
+                expires_at=sent_at + timedelta(seconds=hold),
+                deadline=asyncio.get_running_loop().time() + hold,
+            )
+        )
+
+    async def hold_from_peer(
+        self,
+        message_id: str,
+        sender: Address,
+        sender_device: DeviceId,
+        recipient: Address,
+        recipient_device: DeviceId,
+        body: str,
+        lifespan_seconds: int,
+        sent_at: datetime,
+    ) -> EphemeralSent:
+        """Hold a message another of our nodes passed on from ``sender`` (an address
+        of that node's) for ``recipient_device`` of ``recipient`` (one of ours):
+        the checks of :meth:`send`, from this side. Refused unless ``recipient``
+        takes ``sender``'s messages over their connection and has not blocked it."""
+        limit = self._relay.limits.max_body_chars
+        if len(body) > limit:
+            raise BodyTooLarge("body", f"must be at most {limit} characters")
+        try:
+            EphemeralBody.model_validate_json(body)
+        except ValidationError:
+            raise InvalidInput("body", "must be an om.olm.v1 body (docs/api.md)") from None
+        async with self._uow() as tx:
+            account = await tx.accounts.by_address(recipient)
+            contact = await tx.connections.get(account.id, sender) if account else None
+            if (
+                account is None
+                or contact is None
+                or not contact.accepts_messages
+                or await tx.blocks.is_blocked(account.id, sender)
+                # A device of this node is not theirs to speak for.
+                or await tx.keys.device(sender_device) is not None
+            ):
+                raise Refused()
+            target = await tx.keys.device(recipient_device)
+        if target is None or target.account_id != account.id:
+            raise NotFound("That address has no such device.", code="device_not_found")
+        if target.node_held:
+            raise Conflict(
+                "That device is run by an app's node: it cannot take disappearing messages.",
+                code=DEVICE_UNSUPPORTED,
+            )
+        waiting = self._relay.pending_for(target.id, message_id)
+        if waiting is None and self.policy is not None:
+            await self.policy.check_send(remote_account_id(sender), contact.conversation_id, body)
+            waiting = self._relay.pending_for(target.id, message_id)
+        if waiting is not None:
+            if (waiting.sender, waiting.sender_device) != (sender, sender_device):
+                raise Refused()  # another sender's id: never theirs to replace
+            return EphemeralSent(waiting, created=False)
+        hold = self._relay.limits.hold_seconds
+        message = EphemeralMessage(
+            id=message_id,
+            sender=sender,
+            sender_device=sender_device,
+            recipient=recipient,
+            recipient_device=target.id,
+            body=body,
+            lifespan_seconds=lifespan_seconds,
+            sent_at=sent_at,
+            expires_at=self._clock.now() + timedelta(seconds=hold),
+            deadline=asyncio.get_running_loop().time() + hold,
+        )
+        self._relay.admit(message)
+        self._schedule(message)
+        self._wake(target.id)
+        return EphemeralSent(message, created=True)
+
+    def notice_from_peer(
+        self,
+        message_id: str,
+        sender_device: DeviceId,
+        recipient: Address,
+        recipient_device: DeviceId,
+        sent_at: datetime,
+        expired_at: datetime,
+    ) -> None:
+        """Another node dropped this node's device's message undelivered: the
+        notice waits for the sending device as a local one would."""
+        notice = ExpiryNotice(
+            id=message_id,
+            sender_device=sender_device,
+            recipient=recipient,
+            recipient_device=recipient_device,
+            sent_at=sent_at,
+            expired_at=expired_at,
+            deadline=asyncio.get_running_loop().time() + self._relay.limits.hold_seconds,
+        )
+        self._relay.add_notice(notice)
+        self._schedule(notice)
+        self._wake(sender_device)
 
     async def poll(self, caller: AuthenticatedDevice) -> list[EphemeralEvent]:
         """Everything waiting for the calling device; handed over and forgotten."""
@@ -245,6 +427,12 @@ class EphemeralService:
         self._timers.pop((event.device, event.id), None)
         if isinstance(event, ExpiryNotice):
             self._relay.drop_notice(event.id, event.device)
+            return
+        if address_domain(event.sender) != self._domain:
+            # Its sender is on another node: the notice goes there, not into our relay.
+            dropped = self._relay.drop(event.id, event.device)
+            if dropped is not None and self.remote is not None:
+                self.remote.expired(dropped)
             return
         notice = self._relay.expire(event.id, event.device, asyncio.get_running_loop().time())
         if notice is not None:

@@ -26,8 +26,10 @@ async def send(
     idempotency_key: IdempotencyKey = None,
 ) -> EphemeralSentOut:
     """Relay a disappearing message to one device of a connected address on this
-    node, from memory only. Undelivered after the node's hold (at most 120 s),
-    it is dropped and the sending device gets an ``ephemeral.expired`` event."""
+    node or on another of our nodes (passed on at once, answered once that node
+    held or refused it), from memory only. Undelivered after the hold (at most
+    120 s), it is dropped and the sending device gets an ``ephemeral.expired``
+    event."""
     sent = await services.ephemeral.send(
         caller,
         body.to,
