@@ -27,6 +27,7 @@ from openmessenger.notify import SmsWebhookSender, SmtpEmailSender
 from openmessenger.protocol.ephemeral_federation import EPHEMERAL
 from openmessenger.protocol.group_federation import GROUPS
 from openmessenger.protocol.message_federation import REVISIONS
+from openmessenger.protocol.request_federation import REQUESTS
 from openmessenger.services.account_data import AccountData
 from openmessenger.services.accounts import AccountService
 from openmessenger.services.apps import AppService
@@ -57,6 +58,7 @@ from openmessenger.services.ports import Clock, EmailSender, FederationTransport
 from openmessenger.services.preferences import PreferenceService
 from openmessenger.services.registration import RegistrationService
 from openmessenger.services.remote_keys import FederatedKeyDirectory
+from openmessenger.services.request_federation import RequestFederation
 from openmessenger.services.request_limits import RequestLimits, RequestRates
 from openmessenger.services.revisions import RevisionService
 from openmessenger.services.signed_requests import SignedRequests, SignedRequestVerifier
@@ -362,6 +364,18 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
         ephemeral=ephemeral,
         revisions=revisions,
     )
+    services.contact_requests.federation = request_federation = RequestFederation(
+        uow=uow,
+        clock=clock,
+        secrets=secrets,
+        domain=domain,
+        transport=transport,
+        directory=directory,
+        verifier=verifier,
+        pairing=pairing,
+        requests=services.contact_requests,
+    )
+    federation.add_extension(REQUESTS, request_federation.handlers())
     app = create_app(services, max_request_bytes=settings.max_request_bytes)
     outbox.start()
     groups.federation.start()

@@ -113,7 +113,7 @@ def test_declining_from_the_terminal(run: Run) -> None:
     missing = run("owner", "requests", "accept", waiting["id"], exit_code=1)
     assert "request_not_found" in missing.stderr
     remote = run("asker", "request", "42*elsewhere.example", exit_code=1)
-    assert "requests_remote_unsupported" in remote.stderr
+    assert "peer_unavailable" in remote.stderr  # a node that cannot be asked
 
 
 def test_prefs_and_requests_as_real_processes(run: Run, node_url: str, cli_home: Path) -> None:

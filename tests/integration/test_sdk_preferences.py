@@ -99,4 +99,4 @@ async def test_a_declined_request_is_silent_for_the_sender(
     assert await owner.contact_requests() == []
     with pytest.raises(ApiError) as remote:
         await asker.request_contact("42*elsewhere.example")
-    assert remote.value.code == "requests_remote_unsupported"
+    assert remote.value.code == "peer_unavailable"  # a node that cannot be asked

@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
 
 
 def request(
-    address: Annotated[str, typer.Argument(help="Their address (on this node)")],
+    address: Annotated[str, typer.Argument(help="Their address (on this node or another of ours)")],
     note: Annotated[
         str | None, typer.Option("--note", help="a short note for them (280 characters)")
     ] = None,

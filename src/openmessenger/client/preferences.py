@@ -123,8 +123,9 @@ class Preferences:
     # -- contact requests ----------------------------------------------------------
 
     async def request_contact(self, address: str, note: str | None = None) -> None:
-        """Ask ``address`` (on this node) to connect. Returns the same whether the
-        request reached its owner or not: the owner's answer is a new contact."""
+        """Ask ``address`` (on this node or another of ours) to connect. Returns the
+        same whether the request reached its owner or not: the owner's answer is a
+        new contact."""
         body = transport.request_body(prefs_wire.ContactRequestIn, {"to": address, "note": note})
         await self._call("POST", "/requests", body=body)
 

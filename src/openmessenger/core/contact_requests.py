@@ -3,6 +3,9 @@
 Off by default (pass codes alone, as Openmsg intends); an owner turns them on
 with the ``accept_requests`` preference (core/preferences.py). Whatever happens
 to a request, its sender hears the same answer (services/contact_requests.py).
+A request from an address on another of our nodes is a ``RemoteContactRequest``
+(services/request_federation.py); the owner sees both kinds alike
+(``IncomingRequest``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,35 @@ class ContactRequest:
     state: RequestState
     created_at: datetime
     decided_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteContactRequest:
+    """A request from an address on another of our nodes, which vouches for the
+    sender's name and whether its account is registered (verified)."""
+
+    id: str
+    target_account_id: AccountId
+    sender_address: Address
+    sender_name: str | None
+    sender_verified: bool
+    note: str | None
+    state: RequestState
+    created_at: datetime
+    decided_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingRequest:
+    """A request waiting for its owner's answer, as the owner sees it."""
+
+    id: str
+    sender_address: Address
+    sender_name: str | None
+    sender_verified: bool
+    note: str | None
+    created_at: datetime
+    remote: bool
 
 
 def validate_note(note: str | None, *, field: str = "note") -> str | None:

@@ -37,6 +37,7 @@ class BlockService:
             if not created:
                 now = dict(await tx.blocks.list_for(caller.account.id)).get(blocked, now)
             await tx.contact_requests.drop_pending_from(caller.account.id, blocked)
+            await tx.remote_requests.drop_pending_from(caller.account.id, blocked)
             await tx.commit()
         return Block(blocked, now), created
 

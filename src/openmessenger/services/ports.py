@@ -57,6 +57,7 @@ from openmessenger.services.preference_ports import (
     ContactRequestRepository,
     PreferenceRepository,
 )
+from openmessenger.services.request_ports import RemoteRequestRepository
 from openmessenger.services.revision_ports import RevisionRepository
 
 
@@ -923,6 +924,9 @@ class Transaction(Protocol):
 
     @property
     def revisions(self) -> RevisionRepository: ...
+
+    @property
+    def remote_requests(self) -> RemoteRequestRepository: ...
 
     async def commit(self) -> None: ...
 

@@ -46,10 +46,12 @@ from openmessenger.storage.tables import (
     openmsg_received,
     openmsg_revisions_out,
     openmsg_sent,
+    outgoing_contact_requests,
     pass_code_budgets,
     pass_codes,
     preferences,
     receipts,
+    remote_contact_requests,
     to_device,
     totp_secrets,
     verifications,
@@ -164,6 +166,8 @@ class SqlErasure(Repository):
             (contact_requests, contact_requests.c.sender_account_id),
             (conversation_policies, conversation_policies.c.account_id),
             (group_forwards, group_forwards.c.sender_account_id),
+            (remote_contact_requests, remote_contact_requests.c.target_account_id),
+            (outgoing_contact_requests, outgoing_contact_requests.c.sender_account_id),
         ]
         for table, column in owned:
             await self._conn.execute(delete(table).where(column == account_id))
@@ -294,6 +298,18 @@ class SqlExport(Repository):
                 "contact_requests",
                 contact_requests,
                 contact_requests.c.target_account_id,
+                frozenset(),
+            ),
+            (
+                "remote_contact_requests",
+                remote_contact_requests,
+                remote_contact_requests.c.target_account_id,
+                frozenset(),
+            ),
+            (
+                "outgoing_contact_requests",
+                outgoing_contact_requests,
+                outgoing_contact_requests.c.sender_account_id,
                 frozenset(),
             ),
             ("apps_owned", apps, apps.c.owner_account_id, frozenset()),

@@ -62,6 +62,7 @@ from openmessenger.storage.preferences import (
     drop_blocked,
 )
 from openmessenger.storage.registration import SqlIdentities, SqlTotp, SqlVerifications
+from openmessenger.storage.request_federation import SqlRemoteRequests
 from openmessenger.storage.revisions import SqlRevisions
 from openmessenger.storage.tables import (
     accounts,
@@ -936,6 +937,7 @@ class SqlTransaction:
         self.policies = SqlPolicies(conn)
         self.groups = SqlGroups(conn)
         self.revisions = SqlRevisions(conn)
+        self.remote_requests = SqlRemoteRequests(conn)
 
     async def commit(self) -> None:
         await self._conn.commit()

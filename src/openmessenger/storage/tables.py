@@ -670,6 +670,37 @@ signed_request_nonces = Table(
     Column("nonce", String(64), primary_key=True),
     Column("expires_at", Timestamp, nullable=False, index=True),
 )
+# --- contact requests across nodes ---
+
+# The target's node: requests from addresses on other nodes (the sender has no
+# account here; its node vouched for its name and whether it is registered).
+remote_contact_requests = Table(
+    "remote_contact_requests",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("target_account_id", String(32), ForeignKey("accounts.id"), nullable=False),
+    Column("sender_address", String(300), nullable=False),
+    Column("sender_name", String(40)),
+    Column("sender_verified", Boolean, nullable=False),
+    Column("note", String(280)),
+    Column("state", String(16), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("decided_at", Timestamp),
+    UniqueConstraint(
+        "target_account_id", "sender_address", name="uq_remote_contact_requests_target_sender"
+    ),
+)
+
+# The sender's node: whom its accounts asked on other nodes; an accept from the
+# target's node is taken only for such a request (services/request_federation.py).
+outgoing_contact_requests = Table(
+    "outgoing_contact_requests",
+    metadata,
+    Column("sender_account_id", String(32), ForeignKey("accounts.id"), primary_key=True),
+    Column("target_address", String(300), primary_key=True),
+    Column("sent_at", Timestamp, nullable=False),
+)
+
 # --- receipts, edits and deletions across nodes ---
 
 # The sending node: the Openmsg nonce of each message its accounts sent to an

@@ -6,7 +6,6 @@ from fastapi import APIRouter, Response, status
 
 from openmessenger.api import render
 from openmessenger.api.deps import CurrentDevice, PersonDevice, Services
-from openmessenger.core.records import AccountKind
 from openmessenger.protocol.client_api import API_PREFIX, ContactOut
 from openmessenger.protocol.preferences_api import (
     BlockList,
@@ -26,38 +25,40 @@ router = APIRouter(prefix=API_PREFIX, tags=["contact requests and blocks"])
 async def send_request(
     body: ContactRequestIn, caller: CurrentDevice, services: Services
 ) -> ContactRequestSentOut:
-    """Ask an address on this node to connect. The answer is the same whether the
-    request reached its owner or was dropped (requests off, unknown address,
-    blocked, declined before, ...). 409 ``requests_remote_unsupported`` for an
-    address on another node; 429 past the hourly limit."""
+    """Ask an address to connect, on this node or on another of our nodes. The
+    answer is the same whether the request reached its owner or was dropped
+    (requests off, unknown address, blocked, declined before, ...). 409
+    ``requests_remote_unsupported`` for an address on an Openmsg v1 node, 502
+    ``peer_unavailable`` when its node cannot be reached; 429 past the hourly
+    limit."""
     await services.contact_requests.send(caller, body.to, body.note)
     return ContactRequestSentOut()
 
 
 @router.get("/requests", response_model=ContactRequestList)
 async def incoming_requests(caller: CurrentDevice, services: Services) -> ContactRequestList:
-    """Requests waiting for your answer, oldest first."""
+    """Requests waiting for your answer (from this node and our others), oldest first."""
     found = await services.contact_requests.incoming(caller)
-    senders = await services.contact_requests.senders(found)
-    out = []
-    for request in found:
-        sender = senders.get(request.id)
-        out.append(
+    return ContactRequestList(
+        requests=[
             ContactRequestOut(
                 id=request.id,
                 sender=request.sender_address,
-                sender_display_name=sender.display_name if sender else None,
-                sender_verified=sender is not None and sender.kind is AccountKind.REGISTERED,
+                sender_display_name=request.sender_name,
+                sender_verified=request.sender_verified,
                 note=request.note,
                 created_at=request.created_at,
             )
-        )
-    return ContactRequestList(requests=out)
+            for request in found
+        ]
+    )
 
 
 @router.post("/requests/{request_id}/accept", response_model=ContactOut)
 async def accept_request(request_id: str, caller: PersonDevice, services: Services) -> ContactOut:
-    """Connect with the sender, as a pass code would: the new contact."""
+    """Connect with the sender, as a pass code would: the new contact. A sender on
+    another node is connected through its node (502 ``peer_unavailable`` when it
+    cannot be reached: the request stays, to accept later)."""
     contact = await services.contact_requests.accept(caller, request_id)
     encryption = await services.keys.encryption_of([contact.address])
     return render.contact(contact, encryption[contact.address])
