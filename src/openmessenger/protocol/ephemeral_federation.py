@@ -21,10 +21,9 @@ error body. docs/openmsg.md describes the wire shapes.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from openmessenger.protocol.ephemeral import MAX_BODY_CHARS_LIMIT, Lifespan
 
@@ -52,7 +51,7 @@ class RelayRequest(_Wire):
     body: str = Field(min_length=1, max_length=MAX_BODY_CHARS_LIMIT)
     """The om.olm.v1 body, as the sending device made it."""
     lifespan_seconds: Lifespan
-    sent_at: datetime
+    sent_at: AwareDatetime
 
 
 class ExpiredRequest(_Wire):
@@ -63,7 +62,7 @@ class ExpiredRequest(_Wire):
     recipient: AddressStr
     """An address of the signing origin's domain."""
     recipient_device: DeviceStr
-    expired_at: datetime
+    expired_at: AwareDatetime
 
 
 class RelayAnswer(BaseModel):
@@ -71,8 +70,8 @@ class RelayAnswer(BaseModel):
 
     ok: Literal[True] = True
     id: MessageIdStr
-    sent_at: datetime
-    expires_at: datetime
+    sent_at: AwareDatetime
+    expires_at: AwareDatetime
     """When the receiving node drops it undelivered (its own hold, at most 120 s on)."""
     created: bool
     """False: a retry of a message it still holds; nothing new is held."""

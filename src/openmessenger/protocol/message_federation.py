@@ -26,10 +26,9 @@ request whose signature or origin does not verify gets an Openmsg error body.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from openmessenger.protocol.e2e import MAX_ENCRYPTED_BODY_CHARS
 
@@ -65,18 +64,18 @@ class EditItem(_Item):
     id: str = _Id
     replaces: str = _Id
     body: str = Field(min_length=1, max_length=MAX_ENCRYPTED_BODY_CHARS)
-    sent_at: datetime
+    sent_at: AwareDatetime
 
 
 class DeleteItem(_Item):
     type: Literal["delete"] = "delete"
-    sent_at: datetime
+    sent_at: AwareDatetime
 
 
 class ReceiptItem(_Item):
     type: Literal["receipt"] = "receipt"
     kind: Literal["delivered", "read"]
-    at: datetime
+    at: AwareDatetime
 
 
 Item = Annotated[EditItem | DeleteItem | ReceiptItem, Field(discriminator="type")]

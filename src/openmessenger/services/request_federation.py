@@ -123,20 +123,27 @@ class RequestFederation:
         offer = wire.RequestAcceptRequest(
             target=caller.account.address, sender=sender.address, pass_code=issued.pass_code
         )
-        connected = False
         try:
             answer = await self._signed.exchange(sender.domain, wire.REQUEST_ACCEPT_PATH, offer)
-            found = parse_answer(wire.RequestAcceptAnswer, answer)
-            connected = found is not None and found.connected
-        finally:
-            if not connected:
-                # Unused: nobody else may hold it (it is bound to the sender anyway).
-                with contextlib.suppress(NotFound):
-                    await self._pairing.withdraw(caller, issued.record.id)
-        if not connected:
-            return None
+        except PeerUnavailable:
+            answer = None
+            unreachable = True
+        else:
+            unreachable = False
+        found = parse_answer(wire.RequestAcceptAnswer, answer)
+        if found is not None and not found.connected:
+            log.info("%s stands by no request of %s", sender.domain, sender.address)
+        # The connection is the outcome, whatever the answer said: the handshake
+        # the code started may have gone through while the answer was lost.
         async with self._uow() as tx:
-            return await tx.connections.get(caller.account.id, sender.address)
+            contact = await tx.connections.get(caller.account.id, sender.address)
+        if contact is None:
+            # Unused: nobody else may hold it (it is bound to the sender anyway).
+            with contextlib.suppress(NotFound):
+                await self._pairing.withdraw(caller, issued.record.id)
+            if unreachable:
+                raise PeerUnavailable(sender.domain)
+        return contact
 
     # --- requests from our other nodes --------------------------------------------------
 

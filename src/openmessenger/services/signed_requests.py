@@ -138,7 +138,7 @@ class SignedRequestVerifier:
 
     async def origin(self, raw: bytes, headers: Mapping[str, str], path: str) -> Domain:
         """The domain whose node signed ``raw`` for ``path`` on this node; raises
-        :class:`PeerRefusal` (counted against the origin's rate limits)."""
+        :class:`PeerRefusal`. Only what the origin signed counts against its rate limits."""
         try:
             origin = parse_domain(headers.get(openmsg.ORIGIN_HEADER, ""))
             timestamp = int(headers.get(openmsg.TIMESTAMP_HEADER, ""))
@@ -150,9 +150,6 @@ class SignedRequestVerifier:
         now = self._clock.now()
         if not openmsg.within_window(timestamp, int(now.timestamp())):
             raise PeerRefusal(ResponseCode.MESSAGE_EXPIRED)
-        code = await self._gate.refusal(origin)
-        if code is not None:
-            raise PeerRefusal(code)
         descriptor = await self._directory.descriptor(origin)
         signed = openmsg.signed_request_bytes(
             "POST", path, self._domain, origin, timestamp, nonce, raw
@@ -160,7 +157,11 @@ class SignedRequestVerifier:
         signature = headers.get(openmsg.SIGNATURE_HEADER, "")
         if descriptor is None or not verify_ed25519(descriptor.signing_key, signed, signature):
             raise PeerRefusal(ResponseCode.MESSAGE_UNKNOWN, "The signature does not verify.")
-        # Checked last: only a request its origin really signed may use up a nonce.
+        # Only a request its origin really signed counts against that origin's
+        # rate limits, or uses up one of its nonces: a forger spends neither.
+        code = await self._gate.refusal(origin)
+        if code is not None:
+            raise PeerRefusal(code)
         window_closes = datetime.fromtimestamp(timestamp + openmsg.MESSAGE_WINDOW_SECONDS + 1, UTC)
         async with self._uow() as tx:
             fresh = await tx.federation.take_request_nonce(origin, nonce, window_closes, now)

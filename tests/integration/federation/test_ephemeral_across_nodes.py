@@ -392,13 +392,20 @@ async def registered_across(
         yield alice, bob
 
 
+TRACE_HOLD_SECONDS = 20
+"""Longer than a search of both nodes' tables, files and logs takes on a loaded
+machine: the message must still be held when the search that runs while it is
+held is over."""
+
+
 async def test_neither_node_keeps_a_trace_while_held_after_delivery_and_after_expiry(
-    alpha: FederatedNode,
-    beta: FederatedNode,
+    federation_node_factory: NodeFactory,
     test_ca: CertificateAuthority,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    alpha = federation_node_factory("alpha.test", ephemeral_hold_seconds=TRACE_HOLD_SECONDS)
+    beta = federation_node_factory("beta.test", ephemeral_hold_seconds=TRACE_HOLD_SECONDS)
     for noisy in ("alembic", "sqlalchemy.engine", "asyncpg", "httpcore", "httpx"):
         caplog.set_level(logging.WARNING, logger=noisy)  # as the node itself sets them
     caplog.set_level(logging.DEBUG)  # last: it sets the capturing handler's level too
@@ -445,7 +452,7 @@ async def test_neither_node_keeps_a_trace_while_held_after_delivery_and_after_ex
         async def told() -> list[dict[str, Any]]:
             return await take(alice)
 
-        [notice] = await until(told, "the expiry notice on alpha")
+        [notice] = await until(told, "the expiry notice on alpha", TRACE_HOLD_SECONDS + 30)
         assert (notice["type"], notice["id"]) == ("ephemeral.expired", unread.json()["id"])
         assert await take(bob) == []
         await traces.assert_none("expired")
@@ -460,3 +467,20 @@ async def test_neither_node_keeps_a_trace_while_held_after_delivery_and_after_ex
     # The nodes did log these requests (at debug level): only never their content.
     routes = {getattr(r, "fields", {}).get("route") for r in traces.records}
     assert "/v1/ephemeral" in routes, routes
+
+
+async def test_a_relay_request_without_a_time_zone_is_refused_as_malformed(
+    alpha: FederatedNode, beta: FederatedNode
+) -> None:
+    request = {
+        "id": secrets.token_hex(16),
+        "sender": f"1234567890*{alpha.domain}",
+        "sender_device": "a" * 32,
+        "recipient": f"0987654321*{beta.domain}",
+        "recipient_device": "b" * 32,
+        "body": '{"type": 0, "body": "x"}',
+        "lifespan_seconds": 60,
+        "sent_at": datetime.now(UTC).replace(tzinfo=None).isoformat(),  # naive
+    }
+    answer = await signed_by(alpha, beta.domain, ewire.RELAY_PATH, request)
+    assert isinstance(answer, dict) and answer["response_code"] == "SM_E000", answer

@@ -479,3 +479,20 @@ async def test_either_side_edits_its_own_and_an_edit_before_delivery_follows_the
         return latest == [("lunch at 12?", True), ("meet at 8", True)]
 
     await until(edited_on_beta, "the message and then its edit on beta")
+
+
+async def test_a_timestamp_without_a_time_zone_is_refused_as_malformed(
+    alpha: FederatedNode, beta: FederatedNode
+) -> None:
+    items = [
+        {
+            "type": "receipt",
+            "sender": f"1234567890*{beta.domain}",
+            "recipient": f"0987654321*{alpha.domain}",
+            "nonce": "A" * 32,
+            "kind": "read",
+            "at": "2026-11-22T10:00:00",  # naive: which 10 o'clock?
+        }
+    ]
+    answer = await signed_by(alpha, beta.domain, mwire.MESSAGE_REVISIONS_PATH, {"items": items})
+    assert isinstance(answer, dict) and answer["response_code"] == "SM_E000", answer

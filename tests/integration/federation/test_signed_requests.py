@@ -4,7 +4,9 @@ one whose nonce was changed or left out."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import secrets
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from openmessenger.core.ids import Domain
@@ -29,6 +31,15 @@ class RecordingTransport:
         assert isinstance(body, bytes)
         self.sent.append((url, body, dict(headers or {})))
         return await self.inner.post_json(url, body, headers)
+
+
+def signed_requests(node: FederatedNode) -> SignedRequests:
+    return SignedRequests(
+        secrets=NodeSecrets(node.settings.load_node_secret()),
+        clock=SystemClock(),
+        domain=Domain(node.domain),
+        transport=node.node.transport,
+    )
 
 
 def response_code(reply: PeerReply) -> object:
@@ -73,3 +84,37 @@ async def test_a_captured_signed_request_is_served_once(
     # Nor with another nonce (the signature covers it), nor with none.
     assert response_code(renonced) == openmsg.ResponseCode.MESSAGE_UNKNOWN
     assert response_code(without) == openmsg.ResponseCode.MESSAGE_DATA_MISSING
+
+
+async def test_forged_requests_do_not_use_up_the_real_nodes_rate_limit(
+    federation_node_factory: Callable[..., FederatedNode], beta: FederatedNode
+) -> None:
+    alpha = federation_node_factory("alpha.test", openmsg_domain_rate_limit="3/minute")
+    query = openmsg.KeysQueryRequest(
+        requester=f"1234567890*{beta.domain}", address=f"0987654321*{alpha.domain}"
+    ).model_dump(mode="json")
+    url = openmsg.extension_url(Domain(alpha.domain), openmsg.KEYS_QUERY_PATH)
+
+    async def forge() -> PeerReply:
+        headers = {
+            openmsg.ORIGIN_HEADER: beta.domain,
+            openmsg.TIMESTAMP_HEADER: str(int(alpha.clock.now().timestamp())),
+            openmsg.NONCE_HEADER: secrets.token_urlsafe(16),
+            openmsg.SIGNATURE_HEADER: "A" * 86 + "==",
+        }
+        return await beta.node.transport.post_json(url, json.dumps(query).encode(), headers)
+
+    # Anyone can claim to be beta; ten such requests cost beta nothing...
+    for _ in range(10):
+        forged = await beta.call(forge())
+        assert response_code(forged) == openmsg.ResponseCode.MESSAGE_UNKNOWN
+    # ...so beta's own requests are still served, up to its limit, and then refused.
+    answers = [
+        response_code(
+            await beta.call(
+                signed_requests(beta).post(Domain(alpha.domain), openmsg.KEYS_QUERY_PATH, query)
+            )
+        )
+        for _ in range(4)
+    ]
+    assert answers == [None, None, None, openmsg.ResponseCode.MESSAGE_REJECTED_TEMP]
