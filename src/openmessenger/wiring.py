@@ -307,6 +307,7 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
     preferences = PreferenceService(uow, clock, apps)
     revisions = RevisionService(uow, bus, clock, secrets, domain, preferences, policies)
     revisions.groups = groups
+    groups.federation.revisions = revisions  # edits and deletions from member nodes
     revisions.webhooks = webhooks
     revisions.remote = MessageFederation(
         uow=uow,

@@ -148,7 +148,9 @@ class Revisions:
 
     async def edit(self, message_id: str, text: str, client_txn_id: str | None = None) -> Message:
         """Replace the text of a message this account sent (1:1 or group). Every
-        device of every participant gets the edit; ``history`` shows the latest text."""
+        device of every participant gets the edit; ``history`` shows the latest text.
+        In a group hosted on another node that cannot be reached now, the edit comes
+        back ``accepted`` with ``seq`` 0: kept and forwarded, it arrives later."""
         if not text or len(text) > MAX_BODY_CHARS:
             raise InvalidArgumentError("text", f"must be 1 to {MAX_BODY_CHARS} characters")
         txn_id = client_txn_id or uuid.uuid4().hex
@@ -185,7 +187,9 @@ class Revisions:
 
     async def delete_for_everyone(self, message_id: str) -> Message:
         """Delete a message this account sent, for everyone: the node erases it and
-        its edits and tells every device. Returns what is left (``deleted_at``)."""
+        its edits and tells every device. Returns what is left (``deleted_at``). In a
+        group hosted on another node that cannot be reached now: the message as it
+        still stands (no ``deleted_at``); the deletion is forwarded and arrives later."""
         response = await self._call("DELETE", f"/messages/{quote(message_id, safe='')}")
         return Message.from_wire(transport.parse_response(wire.MessageOut, response))
 

@@ -154,6 +154,9 @@ class GroupForward:
     attempts: int
     next_attempt_at: datetime
     give_up_at: datetime
+    revision: str | None = None
+    """``edit`` or ``delete`` of the sender's message ``replaces``; None: a message."""
+    replaces: MessageId | None = None
 
 
 REMOTE_PREFIX = "@"

@@ -13,6 +13,11 @@ requests (services/signed_requests.py), never sent to an Openmsg v1 peer:
 - ``group-send/`` member node -> host: one of its accounts sends an end-to-end
   body; the host orders it (idempotent by ``sender_device`` + ``client_txn_id``)
   and answers with its id and seq.
+- ``group-revise/`` member node -> host: one of its accounts edits (a new
+  end-to-end body) or deletes for everyone a message of the group it sent; the
+  host checks it as for its own participants, appends the edit or deletion to
+  the group's log (idempotent by ``sender_device`` + ``client_txn_id``) and
+  answers with its id and seq, as for ``group-send/``.
 
 Answers are HTTP 200 JSON: ``{"ok": true, ...}``, or ``{"ok": false, "status",
 "code", "message"}`` carrying the host's refusal as the client API would render
@@ -35,6 +40,7 @@ GROUPS = "groups"
 GROUP_DELIVER_PATH = "/openmsg/x-openmessenger/group-deliver/"
 GROUP_ACT_PATH = "/openmsg/x-openmessenger/group-act/"
 GROUP_SEND_PATH = "/openmsg/x-openmessenger/group-send/"
+GROUP_REVISE_PATH = "/openmsg/x-openmessenger/group-revise/"
 MAX_GROUP_BODY_BYTES = 2 * 1024 * 1024
 """The largest signed groups request a node reads."""
 MAX_DELIVER_MESSAGES = 64
@@ -106,6 +112,19 @@ class GroupSendRequest(_Wire):
     sender: str = _Address
     sender_device: str = Field(min_length=1, max_length=32)
     body: str = Field(min_length=1, max_length=MAX_ENCRYPTED_BODY_CHARS)
+    client_txn_id: str = Field(pattern=CLIENT_TXN_ID_PATTERN)
+    sent_at: datetime
+
+
+class GroupReviseRequest(_Wire):
+    group_id: str = _Id
+    sender: str = _Address
+    sender_device: str = Field(min_length=1, max_length=32)
+    revision: Literal["edit", "delete"]
+    replaces: str = _Id
+    """The group's message (its id, the same on every node) the sender edits or deletes."""
+    body: str | None = Field(default=None, min_length=1, max_length=MAX_ENCRYPTED_BODY_CHARS)
+    """``edit``: the new end-to-end body; ``delete``: absent."""
     client_txn_id: str = Field(pattern=CLIENT_TXN_ID_PATTERN)
     sent_at: datetime
 

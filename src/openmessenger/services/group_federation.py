@@ -15,7 +15,10 @@ accounts). Its accounts' join, decline and leave go to the host at once (and
 fail if it is unreachable); their messages are kept (``group_forwards``) until
 the host orders them, retried with backoff, idempotent by sending device and
 ``client_txn_id``. The sender's node gets its message back through the fan-out,
-so the sender's other devices see it in the host's order.
+so the sender's other devices see it in the host's order. Their edits and
+deletions for everyone of their own messages take the same way
+(``group_forwards`` rows naming the ``revision`` and the message it
+``replaces``, sent to the host's ``group-revise/``).
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ import json
 import logging
 import random
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel
 
@@ -66,7 +70,12 @@ from openmessenger.core.ids import (
     parse_address,
 )
 from openmessenger.core.records import AuthenticatedDevice
-from openmessenger.core.revisions import DELETE_MEDIA_TYPE, EDIT_MEDIA_TYPE
+from openmessenger.core.revisions import (
+    DELETE_MEDIA_TYPE,
+    DELETED_NOTICE,
+    EDIT_MEDIA_TYPE,
+    edit_metadata,
+)
 from openmessenger.protocol import group_federation as wire
 from openmessenger.protocol.extension_refusal import ExtensionRefusal
 from openmessenger.protocol.openmsg import JsonObject, ResponseCode
@@ -93,6 +102,9 @@ from openmessenger.services.signed_requests import (
     refusal_body,
     served,
 )
+
+if TYPE_CHECKING:
+    from openmessenger.services.revisions import RevisionService
 
 log = logging.getLogger(__name__)
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -163,6 +175,8 @@ class GroupFederation:
         )
         self._rng = random.Random()  # noqa: S311 - jitter, not a secret
         self._loop = PollingLoop("group-federation", self._round, poll_seconds)
+        self.revisions: RevisionService | None = None
+        """Edits and deletions its participants on member nodes send (set by wiring)."""
 
     # --- asked by GroupService -------------------------------------------------------
 
@@ -280,7 +294,87 @@ class GroupFederation:
             raise error_of(outcome)
         return SendResult(self._pending(forward, me.address), created=True)
 
+    async def revise(
+        self,
+        caller: AuthenticatedDevice,
+        original: Message,
+        body: str | None,
+        client_txn_id: str | None,
+    ) -> SendResult:
+        """An edit (``body``) or deletion for everyone (None) of the caller's message
+        in a group hosted elsewhere (checked here already; the host checks again):
+        kept until the host orders it, like a message. Once the host took it: the
+        edit as the host stored it, or the original's tombstone (erased here at
+        once); while the host cannot be reached: the edit as ``accepted`` (seq 0),
+        or the original as it still stands, the change arriving in the host's
+        order later."""
+        now = self._clock.now()
+        message_id = MessageId(self._secrets.identifier())
+        revision = "delete" if body is None else "edit"
+        group_id = original.conversation_id
+        async with self._uow() as tx:
+            me = await tx.groups.member(group_id, caller.account.id)
+            if me is None or not me.state.current:
+                raise NotFound("No such group.", code="group_not_found")
+            check_joined(me)
+            txn = client_txn_id or (f"delete:{original.id}" if body is None else message_id)
+            earlier = await tx.groups.forward_by_txn(caller.device.id, txn)
+            if earlier is not None:
+                if earlier.revision == "delete":
+                    return SendResult(original, created=False)
+                return SendResult(self._pending(earlier, me.address), created=False)
+            forward = GroupForward(
+                message_id=message_id,
+                conversation_id=group_id,
+                sender_account_id=caller.account.id,
+                sender_device=caller.device.id,
+                body=body or DELETED_NOTICE,
+                client_txn_id=txn,
+                sent_at=now,
+                attempts=1,
+                next_attempt_at=now + _LEASE,  # leased to this request
+                give_up_at=now + self._give_up_after,
+                revision=revision,
+                replaces=original.id,
+            )
+            await tx.groups.add_forward(forward)
+            await tx.commit()
+        outcome = await self._send_forward(forward, me.address)
+        await self._settle_forward(forward, outcome)
+        if isinstance(outcome, ExtensionRefusal):
+            raise error_of(outcome)
+        if outcome is None:
+            if body is None:
+                return SendResult(original, created=True)
+            return SendResult(self._pending(forward, me.address), created=True)
+        if body is None:
+            async with self._uow() as tx:
+                found = await tx.messages.get(original.id)
+                if found is not None and found.deleted_at is None:
+                    # The host erased it everywhere; our copy goes now, not at its fan-out.
+                    await tx.revisions.erase(original.id, self._clock.now())
+                    await tx.commit()
+                tombstone = await tx.messages.get(original.id) if found else None
+            return SendResult(tombstone or original, created=outcome.created)
+        return SendResult(
+            replace(
+                self._pending(forward, me.address),
+                id=MessageId(outcome.id),
+                seq=outcome.seq,
+                sent_at=outcome.sent_at,
+                status=DeliveryStatus.DELIVERED,
+            ),
+            created=outcome.created,
+        )
+
     def _pending(self, forward: GroupForward, sender: Address) -> Message:
+        if forward.revision == "edit" and forward.replaces is not None:
+            return replace(
+                self._pending(replace(forward, revision=None), sender),
+                media_type=EDIT_MEDIA_TYPE,
+                metadata=_canonical(edit_metadata(forward.replaces)),
+                replaces=forward.replaces,
+            )
         return Message(
             id=forward.message_id,
             conversation_id=forward.conversation_id,
@@ -411,18 +505,31 @@ class GroupFederation:
             group = await tx.groups.get(forward.conversation_id)
         if group is None:
             return ExtensionRefusal(status=404, code="group_not_found", message="No such group.")
-        request = wire.GroupSendRequest(
-            group_id=forward.conversation_id,
-            sender=sender,
-            sender_device=forward.sender_device,
-            body=forward.body,
-            client_txn_id=forward.client_txn_id,
-            sent_at=forward.sent_at,
-        )
-        try:
-            answer = await self._signed.exchange(
-                Domain(host_of(group)), wire.GROUP_SEND_PATH, request
+        path = wire.GROUP_SEND_PATH
+        request: wire.GroupSendRequest | wire.GroupReviseRequest
+        if forward.revision is not None and forward.replaces is not None:
+            path = wire.GROUP_REVISE_PATH
+            request = wire.GroupReviseRequest(
+                group_id=forward.conversation_id,
+                sender=sender,
+                sender_device=forward.sender_device,
+                revision="delete" if forward.revision == "delete" else "edit",
+                replaces=forward.replaces,
+                body=forward.body if forward.revision == "edit" else None,
+                client_txn_id=forward.client_txn_id,
+                sent_at=forward.sent_at,
             )
+        else:
+            request = wire.GroupSendRequest(
+                group_id=forward.conversation_id,
+                sender=sender,
+                sender_device=forward.sender_device,
+                body=forward.body,
+                client_txn_id=forward.client_txn_id,
+                sent_at=forward.sent_at,
+            )
+        try:
+            answer = await self._signed.exchange(Domain(host_of(group)), path, request)
         except PeerUnavailable:
             return None
         sent = parse_answer(wire.GroupSendAnswer, answer)
@@ -457,6 +564,7 @@ class GroupFederation:
             wire.GROUP_DELIVER_PATH: served(self._deliver),
             wire.GROUP_ACT_PATH: served(self._act_for_peer),
             wire.GROUP_SEND_PATH: served(self._send_for_peer),
+            wire.GROUP_REVISE_PATH: served(self._revise_for_peer),
         }
 
     async def _deliver(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
@@ -702,6 +810,44 @@ class GroupFederation:
             )
         ).model_dump(mode="json")
 
+    async def _revise_for_peer(self, raw: bytes, headers: Mapping[str, str]) -> JsonObject:
+        """The host: an edit or deletion for everyone of a group message a
+        participant on the asking node sent, checked as for a participant here."""
+        origin = await self._verifier.origin(raw, headers, wire.GROUP_REVISE_PATH)
+        request = parse_request(wire.GroupReviseRequest, raw)
+        sender = self._their_address(request.sender, origin)
+        try:
+            await self._hosted_here(request.group_id)
+            if self.revisions is None:
+                raise NotFound("No such group.", code="group_not_found")
+            group_id = ConversationId(request.group_id)
+            if request.revision == "edit":
+                if request.body is None:
+                    raise InvalidInput("body", "is required for an edit")
+                body = validate_encrypted_body(request.body)
+                result = await self.revisions.edit_from_peer(
+                    remote_account_id(sender),
+                    sender,
+                    request.sender_device,
+                    group_id,
+                    request.replaces,
+                    body,
+                    _peer_txn(sender, request),
+                )
+                message, created = result.message, result.created
+            else:
+                message = await self.revisions.delete_from_peer(
+                    remote_account_id(sender), sender, group_id, request.replaces
+                )
+                created = True
+        except DomainError as exc:
+            return refusal_body(exc)
+        return wire.GroupSendAnswer(
+            message=wire.SentOut(
+                id=message.id, seq=message.seq, sent_at=message.sent_at, created=created
+            )
+        ).model_dump(mode="json")
+
     async def _hosted_here(self, group_id: str) -> None:
         async with self._uow() as tx:
             group = await tx.groups.get(ConversationId(group_id))
@@ -735,7 +881,11 @@ def _wire_message(message: Message, receivers: list[Address]) -> wire.WireGroupM
     )
 
 
-def _peer_txn(sender: Address, request: wire.GroupSendRequest) -> str:
+def _canonical(value: dict[str, str]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _peer_txn(sender: Address, request: wire.GroupSendRequest | wire.GroupReviseRequest) -> str:
     """The idempotency key of a forwarded send. A peer names its device and
     transaction ids; bound to its sender and the group, they can only ever match
     that sender's own earlier send, never another account's message here."""

@@ -19,6 +19,12 @@ the ``revisions`` capability) works the same: the edit, deletion or receipt is
 recorded here and queued for that node in the same transaction
 (services/message_federation.py). With an Openmsg v1 peer, edits and deletions
 are refused (409 ``revision_remote_unsupported``) and receipts stay here.
+
+In a group hosted on another of our nodes, this node keeps a replica: the edit
+or deletion goes to the host (services/group_federation.py, ``group-revise/``),
+which checks it as for its own participants (``edit_from_peer``,
+``delete_from_peer``), appends it to the group's log and fans it out to every
+member node, this one included.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import json
 from collections import defaultdict
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from openmessenger.core.envelope import AppendResult, Encryption, Message
 from openmessenger.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Refused
@@ -37,6 +43,7 @@ from openmessenger.core.groups import (
     Member,
     MemberState,
     check_joined,
+    host_of,
     visible_seqs,
 )
 from openmessenger.core.ids import (
@@ -68,6 +75,7 @@ from openmessenger.core.revisions import (
     parse_kind,
     receivable,
 )
+from openmessenger.services.group_federation import GroupFederation
 from openmessenger.services.groups import GroupService
 from openmessenger.services.message_federation import MessageFederation
 from openmessenger.services.messaging import (
@@ -83,6 +91,20 @@ from openmessenger.services.webhooks import WebhookQueue
 
 RECEIPT_PAGE = 500
 _LIVE_LIMIT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Actor:
+    """Who edits or deletes: an account here, or (its node forwarded the change to
+    this host of the group) a participant on another node (``@ADDRESS``)."""
+
+    account_id: AccountId
+    address: Address
+    device_id: str
+
+
+def _actor(caller: AuthenticatedDevice) -> _Actor:
+    return _Actor(caller.account.id, caller.account.address, caller.device.id)
 
 
 def _metadata(value: dict[str, str]) -> str:
@@ -177,10 +199,48 @@ class RevisionService:
         if encryption is not Encryption.END_TO_END:
             raise InvalidInput("encryption", "must be end-to-end: edits are")
         body = validate_encrypted_body(body)
-        await self._check_policy(caller, message_id, body)
+        replica = await self._replica_original(caller, message_id)
+        if replica is not None:
+            if replica.provenance is not None:
+                raise Conflict(
+                    "A message sent through an app cannot be edited.", code=NOT_REVISABLE
+                )
+            return await self._forwarder().revise(caller, replica, body, client_txn_id)
+        actor = _actor(caller)
+        await self._check_policy(actor, message_id, body)
         remote = await self._remote_node(caller, message_id)
+        return await self._edit_as(actor, message_id, body, client_txn_id, remote=remote)
+
+    async def edit_from_peer(
+        self,
+        account_id: AccountId,
+        address: Address,
+        device_id: str,
+        group_id: ConversationId,
+        message_id: str,
+        body: str,
+        client_txn_id: str,
+    ) -> SendResult:
+        """The host: an edit of a group message a participant on another node sent
+        (its node forwarded it), checked as for a participant here."""
+        actor = _Actor(account_id, address, device_id)
+        await self._check_policy(actor, message_id, body)
+        return await self._edit_as(
+            actor, message_id, body, client_txn_id, remote=None, group_id=group_id
+        )
+
+    async def _edit_as(
+        self,
+        actor: _Actor,
+        message_id: str,
+        body: str,
+        client_txn_id: str | None,
+        *,
+        remote: Domain | None,
+        group_id: ConversationId | None = None,
+    ) -> SendResult:
         async with self._uow() as tx:
-            original, group_members = await self._target(tx, caller, message_id)
+            original, group_members = await self._target(tx, actor, message_id, group_id)
             if original.provenance is not None:
                 raise Conflict(
                     "A message sent through an app cannot be edited.", code=NOT_REVISABLE
@@ -193,13 +253,13 @@ class RevisionService:
                     GroupAppend(
                         message_id=new_id,
                         conversation_id=original.conversation_id,
-                        sender=caller.account.address,
-                        sender_device=caller.device.id,
+                        sender=actor.address,
+                        sender_device=actor.device_id,
                         body=body,
                         client_txn_id=client_txn_id,
                         sent_at=now,
                         encryption=Encryption.END_TO_END.value,
-                        receivers=await _unblocked(tx, group_members, caller.account.address),
+                        receivers=await _unblocked(tx, group_members, actor.address),
                         media_type=EDIT_MEDIA_TYPE,
                         metadata=metadata,
                     )
@@ -210,14 +270,14 @@ class RevisionService:
                     await self._fan_out(tx, result, group_members)
                     result = _with_replaces(result, original.id)
             else:
-                receivers = await self._direct_receivers(tx, caller, original, edit=True)
+                receivers = await self._direct_receivers(tx, actor, original, edit=True)
                 reference = await self._reference(tx, original)
                 result = await tx.revisions.append(
                     RevisionAppend(
                         message_id=new_id,
                         conversation_id=original.conversation_id,
-                        sender=caller.account.address,
-                        sender_device=caller.device.id,
+                        sender=actor.address,
+                        sender_device=actor.device_id,
                         recipient=original.recipient,
                         body=body,
                         encryption=Encryption.END_TO_END,
@@ -246,14 +306,38 @@ class RevisionService:
     async def delete(self, caller: AuthenticatedDevice, message_id: str) -> Message:
         """Erase the message and all its edits (tombstones stay) and tell every
         device of every participant, in the conversation's order."""
+        replica = await self._replica_original(caller, message_id)
+        if replica is not None:
+            return (await self._forwarder().revise(caller, replica, None, None)).message
         remote = await self._remote_node(caller, message_id)
+        tombstone, _ = await self._delete_as(_actor(caller), message_id, remote=remote)
+        return tombstone
+
+    async def delete_from_peer(
+        self, account_id: AccountId, address: Address, group_id: ConversationId, message_id: str
+    ) -> Message:
+        """The host: a participant on another node deletes its group message for
+        everyone (its node forwarded it); the deletion notice appended."""
+        actor = _Actor(account_id, address, "")
+        _, notice = await self._delete_as(actor, message_id, remote=None, group_id=group_id)
+        return notice
+
+    async def _delete_as(
+        self,
+        actor: _Actor,
+        message_id: str,
+        *,
+        remote: Domain | None,
+        group_id: ConversationId | None = None,
+    ) -> tuple[Message, Message]:
+        """The tombstone, and the deletion notice appended to the conversation."""
         async with self._uow() as tx:
-            original, group_members = await self._target(tx, caller, message_id)
+            original, group_members = await self._target(tx, actor, message_id, group_id)
             reference = None
             if group_members is not None:
                 receivers = tuple(m.account_id for m in group_members)
             else:
-                receivers = await self._direct_receivers(tx, caller, original, edit=False)
+                receivers = await self._direct_receivers(tx, actor, original, edit=False)
                 reference = await self._reference(tx, original)  # before erase forgets it
             now = self._clock.now()
             await tx.revisions.erase(original.id, now)
@@ -263,7 +347,7 @@ class RevisionService:
                     GroupAppend(
                         message_id=new_id,
                         conversation_id=original.conversation_id,
-                        sender=caller.account.address,
+                        sender=actor.address,
                         sender_device="",  # the node's: every device of the sender gets it too
                         body=DELETED_NOTICE,
                         client_txn_id=None,
@@ -276,12 +360,13 @@ class RevisionService:
                 )
                 await tx.revisions.set_replaces(new_id, original.id)
                 await self._fan_out(tx, result, group_members)
+                result = _with_replaces(result, original.id)  # the live event names it too
             else:
                 result = await tx.revisions.append(
                     RevisionAppend(
                         message_id=new_id,
                         conversation_id=original.conversation_id,
-                        sender=caller.account.address,
+                        sender=actor.address,
                         sender_device="",
                         recipient=original.recipient,
                         body=DELETED_NOTICE,
@@ -303,7 +388,8 @@ class RevisionService:
         await self._publish(result, in_group=group_members is not None)
         if remote and self.remote is not None:
             self.remote.kick()
-        return tombstone
+        assert result.message is not None
+        return tombstone, result.message
 
     # -- receipts -----------------------------------------------------------------------
 
@@ -402,33 +488,68 @@ class RevisionService:
     # -- inside -------------------------------------------------------------------------
 
     async def _target(
-        self, tx: Transaction, caller: AuthenticatedDevice, message_id: str
+        self,
+        tx: Transaction,
+        actor: _Actor,
+        message_id: str,
+        group_id: ConversationId | None = None,
     ) -> tuple[Message, list[Member] | None]:
-        """The message the caller's account may change, and for a group message its
-        joined participants (the group locked). Unseen: not found."""
+        """The message the actor's account may change, and for a group message its
+        joined participants (the group locked). Unseen: not found. ``group_id``
+        (a member node's request): the message must be of that group."""
         if not message_id or len(message_id) > 64:
             raise no_message()
         message = await tx.messages.get(MessageId(message_id))
         if message is None:
             raise no_message()
+        if group_id is not None and message.conversation_id != group_id:
+            raise no_message()
         group = await tx.groups.lock(message.conversation_id)
         if group is not None:
             members = await tx.groups.members(group.id)
-            me = next((m for m in members if m.account_id == caller.account.id), None)
+            me = next((m for m in members if m.account_id == actor.account_id), None)
             if not _sees(me, message):
                 raise no_message()
-            check_revisable(message, caller.account.address)
+            check_revisable(message, actor.address)
             check_joined(me)
-            if parse_address(group.created_by).domain != self._domain:
-                raise Conflict(  # a replica: its host orders the group's log (F)
-                    "Not in a group hosted on another node (yet).",
+            if host_of(group) != self._domain:
+                raise Conflict(  # a replica: its host orders the group's log
+                    "Edits and deletions of this group go through its host.",
                     code=REMOTE_UNSUPPORTED,
                 )
             return message, [m for m in members if m.state is MemberState.JOINED]
-        if caller.account.address not in (message.sender, message.recipient):
+        if group_id is not None or actor.address not in (message.sender, message.recipient):
+            raise no_message()
+        check_revisable(message, actor.address)
+        return message, None
+
+    async def _replica_original(
+        self, caller: AuthenticatedDevice, message_id: str
+    ) -> Message | None:
+        """The caller's message in a group hosted on another node, checked here as
+        its host will check it again; None for any other message."""
+        if not message_id or len(message_id) > 64:
+            return None
+        async with self._uow() as tx:
+            message = await tx.messages.get(MessageId(message_id))
+            group = await tx.groups.get(message.conversation_id) if message else None
+            if message is None or group is None or host_of(group) == self._domain:
+                return None
+            me = await tx.groups.member(group.id, caller.account.id)
+        if not _sees(me, message):
             raise no_message()
         check_revisable(message, caller.account.address)
-        return message, None
+        check_joined(me)
+        return message
+
+    def _forwarder(self) -> GroupFederation:
+        federation = self.groups.federation if self.groups is not None else None
+        if federation is None:
+            raise Conflict(
+                "Edits and deletions of this group go through its host.",
+                code=REMOTE_UNSUPPORTED,
+            )
+        return federation
 
     async def _remote_node(self, caller: AuthenticatedDevice, message_id: str) -> Domain | None:
         """For the caller's own 1:1 message to an address on another node: that
@@ -464,7 +585,7 @@ class RevisionService:
             )
         return reference
 
-    async def _check_policy(self, caller: AuthenticatedDevice, message_id: str, body: str) -> None:
+    async def _check_policy(self, actor: _Actor, message_id: str, body: str) -> None:
         """An edit counts as a message: the conversation's size and rate limits
         apply (checked only for the sender's own message: nobody else's edit can
         succeed, and nothing is learnt from a limit)."""
@@ -472,11 +593,11 @@ class RevisionService:
             return
         async with self._uow() as tx:
             found = await tx.messages.get(MessageId(message_id))
-        if found is not None and found.sender == caller.account.address:
-            await self._policies.check_send(caller.account.id, found.conversation_id, body)
+        if found is not None and found.sender == actor.address:
+            await self._policies.check_send(actor.account_id, found.conversation_id, body)
 
     async def _direct_receivers(
-        self, tx: Transaction, caller: AuthenticatedDevice, original: Message, *, edit: bool
+        self, tx: Transaction, caller: _Actor, original: Message, *, edit: bool
     ) -> tuple[AccountId, ...]:
         recipient = parse_address(original.recipient, field="message_id")
         if recipient.domain != self._domain:
@@ -486,22 +607,20 @@ class RevisionService:
                     code=REMOTE_UNSUPPORTED,
                 )
             if edit:  # new content: only where a message could go
-                contact = await tx.connections.get(caller.account.id, recipient.address)
+                contact = await tx.connections.get(caller.account_id, recipient.address)
                 if contact is None or not contact.peer_accepts_messages:
                     raise Refused()
-            return (caller.account.id,)  # the sender's other devices; its node, the rest
+            return (caller.account_id,)  # the sender's other devices; its node, the rest
         account = await tx.accounts.by_address(recipient.address)
         if edit:  # new content: only where a message could go (a block refuses it alike)
-            contact = await tx.connections.get(caller.account.id, recipient.address)
+            contact = await tx.connections.get(caller.account_id, recipient.address)
             if contact is None or not contact.peer_accepts_messages:
                 raise Refused()
-            if account is not None and await tx.blocks.is_blocked(
-                account.id, caller.account.address
-            ):
+            if account is not None and await tx.blocks.is_blocked(account.id, caller.address):
                 raise Refused()
         if account is None:
-            return (caller.account.id,)
-        return (account.id, caller.account.id)
+            return (caller.account_id,)
+        return (account.id, caller.account_id)
 
     async def _visible(
         self, tx: Transaction, caller: AuthenticatedDevice, message: Message

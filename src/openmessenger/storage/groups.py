@@ -347,6 +347,8 @@ class SqlGroups(Repository):
                 attempts=forward.attempts,
                 next_attempt_at=forward.next_attempt_at,
                 give_up_at=forward.give_up_at,
+                revision=forward.revision,
+                replaces=forward.replaces,
             )
         )
 
@@ -408,6 +410,8 @@ def _forward(row: Any) -> GroupForward:
         attempts=int(row.attempts),
         next_attempt_at=row.next_attempt_at,
         give_up_at=row.give_up_at,
+        revision=row.revision,
+        replaces=MessageId(row.replaces) if row.replaces else None,
     )
 
 

@@ -634,6 +634,8 @@ group_forwards = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", Timestamp, nullable=False, index=True),
     Column("give_up_at", Timestamp, nullable=False),
+    Column("revision", String(16), nullable=True),  # group revisions across nodes
+    Column("replaces", String(32), nullable=True),  # group revisions across nodes
 )
 # --- receipts, edits and deletions ---
 

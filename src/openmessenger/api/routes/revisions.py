@@ -18,7 +18,7 @@ from openmessenger.api.deps import (
     client_txn_id,
     services_of,
 )
-from openmessenger.core.envelope import Encryption
+from openmessenger.core.envelope import DeliveryStatus, Encryption
 from openmessenger.core.errors import DomainError, InvalidInput
 from openmessenger.core.revisions import Receipt
 from openmessenger.protocol.client_api import API_PREFIX, MessageOut
@@ -53,7 +53,14 @@ def receipt(r: Receipt) -> ReceiptOut:
     "/messages/{message_id}/edits",
     status_code=status.HTTP_201_CREATED,
     response_model=MessageOut,
-    responses={200: {"model": MessageOut, "description": "A retry: the edit stored before"}},
+    responses={
+        200: {"model": MessageOut, "description": "A retry: the edit stored before"},
+        202: {
+            "model": MessageOut,
+            "description": "A group hosted on another node that did not answer yet: the "
+            "edit is kept and forwarded (status accepted, seq 0 until it is ordered)",
+        },
+    },
 )
 async def edit(
     message_id: str,
@@ -76,16 +83,33 @@ async def edit(
     )
     if not result.created:
         response.status_code = status.HTTP_200_OK
+    elif result.message.status is DeliveryStatus.ACCEPTED:
+        response.status_code = status.HTTP_202_ACCEPTED  # kept for the group's host
     return render.message(result.message)
 
 
-@router.delete("/messages/{message_id}", response_model=MessageOut)
-async def delete(message_id: str, caller: CurrentDevice, services: Services) -> MessageOut:
+@router.delete(
+    "/messages/{message_id}",
+    response_model=MessageOut,
+    responses={
+        202: {
+            "model": MessageOut,
+            "description": "A group hosted on another node that did not answer yet: the "
+            "deletion is kept and forwarded; the message as it stands (no deleted_at)",
+        },
+    },
+)
+async def delete(
+    message_id: str, caller: CurrentDevice, services: Services, response: Response
+) -> MessageOut:
     """Delete a message your account sent, for everyone: its body and metadata and
     those of its edits are erased from the node; the tombstone (id, seq, sender,
     ``deleted_at``) is returned, and a ``message.delete`` event reaches every device
     of every participant."""
-    return render.message(await services.revisions.delete(caller, message_id))
+    found = await services.revisions.delete(caller, message_id)
+    if found.deleted_at is None:
+        response.status_code = status.HTTP_202_ACCEPTED  # kept for the group's host
+    return render.message(found)
 
 
 @router.post("/receipts", response_model=ReceiptList)
