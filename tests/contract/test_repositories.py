@@ -19,6 +19,7 @@ from sqlalchemy import text
 from openmessenger.core.envelope import (
     AppendResult,
     DeliveryStatus,
+    Encryption,
     Message,
     SendRequest,
     StreamEvent,
@@ -33,6 +34,7 @@ from openmessenger.core.ids import (
 )
 from openmessenger.core.passcodes import OPEN_POOL, CodeState
 from openmessenger.core.records import Account, AccountKind, Contact, Device, PassCode
+from openmessenger.core.revisions import EDIT_MEDIA_TYPE, RevisionAppend
 from openmessenger.services.ports import Transaction, UnitOfWork
 from openmessenger.storage.database import Database
 
@@ -1117,6 +1119,46 @@ async def test_uncommitted_writes_are_invisible_to_other_transactions(
         assert [e.message for e in await reader.messages.stream(world.bob_device.id, 0, 10)] == [
             message
         ]
+
+
+async def test_concurrent_retries_of_one_edit_store_it_once(
+    uow: UnitOfWork, backend: str
+) -> None:
+    if backend == "sqlite":
+        pytest.skip("SQLite runs one transaction at a time")
+    world = await make_world(uow)
+    async with uow() as tx:
+        original = await send(tx, world.alice, world.alice_device, world.bob.address)
+        await tx.commit()
+
+    async def edit_once() -> AppendResult:
+        async with uow() as tx:
+            result = await tx.revisions.append(
+                RevisionAppend(
+                    message_id=MessageId(uuid4().hex),
+                    conversation_id=world.conversation_id,
+                    sender=world.alice.address,
+                    sender_device=world.alice_device.id,
+                    recipient=world.bob.address,
+                    body="edited",
+                    encryption=Encryption.END_TO_END,
+                    media_type=EDIT_MEDIA_TYPE,
+                    metadata={"replaces": original.id},
+                    replaces=original.id,
+                    client_txn_id="edit-retried",
+                    sent_at=datetime.now(UTC),
+                    receivers=(world.bob.id,),
+                )
+            )
+            await tx.commit()
+        return result
+
+    results = await asyncio.gather(*(edit_once() for _ in range(CONCURRENT_WRITERS)))
+    assert len({r.message.id for r in results if r.message}) == 1
+    assert [r.created for r in results].count(True) == 1
+    async with uow() as tx:
+        stored = await tx.messages.history(world.conversation_id, 0, 100)
+    assert [m.seq for m in stored] == [1, 2]
 
 
 # --- concurrency -------------------------------------------------------------------

@@ -27,10 +27,9 @@ docs/openmsg.md describes the wire shapes.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from openmessenger.core.envelope import CLIENT_TXN_ID_PATTERN
 from openmessenger.core.groups import MAX_NAME_CHARS
@@ -61,7 +60,7 @@ class WireGroup(_Wire):
     name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
     mode: Literal["history"] = "history"
     created_by: str = _Address
-    created_at: datetime
+    created_at: AwareDatetime
 
 
 class WireMember(_Wire):
@@ -74,7 +73,7 @@ class WireMember(_Wire):
     invited_seq: int | None = Field(default=None, ge=0)
     joined_seq: int | None = Field(default=None, ge=0)
     left_seq: int | None = Field(default=None, ge=0)
-    joined_at: datetime | None = None
+    joined_at: AwareDatetime | None = None
 
 
 class WireGroupMessage(_Wire):
@@ -83,7 +82,7 @@ class WireGroupMessage(_Wire):
     sender: str = _Address
     sender_device: str = Field(max_length=32)
     body: str = Field(min_length=1, max_length=MAX_ENCRYPTED_BODY_CHARS)
-    sent_at: datetime
+    sent_at: AwareDatetime
     encryption: Literal["end-to-end", "transport-encrypted"]
     media_type: str = Field(min_length=1, max_length=200)
     metadata: str | None = Field(default=None, max_length=4096)
@@ -113,7 +112,7 @@ class GroupSendRequest(_Wire):
     sender_device: str = Field(min_length=1, max_length=32)
     body: str = Field(min_length=1, max_length=MAX_ENCRYPTED_BODY_CHARS)
     client_txn_id: str = Field(pattern=CLIENT_TXN_ID_PATTERN)
-    sent_at: datetime
+    sent_at: AwareDatetime
 
 
 class GroupReviseRequest(_Wire):
@@ -126,7 +125,7 @@ class GroupReviseRequest(_Wire):
     body: str | None = Field(default=None, min_length=1, max_length=MAX_ENCRYPTED_BODY_CHARS)
     """``edit``: the new end-to-end body; ``delete``: absent."""
     client_txn_id: str = Field(pattern=CLIENT_TXN_ID_PATTERN)
-    sent_at: datetime
+    sent_at: AwareDatetime
 
 
 class GroupActAnswer(BaseModel):
@@ -142,7 +141,7 @@ class SentOut(BaseModel):
 
     id: str = _Id
     seq: int = Field(ge=1)
-    sent_at: datetime
+    sent_at: AwareDatetime
     created: bool
 
 

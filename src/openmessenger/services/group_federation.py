@@ -83,7 +83,7 @@ from openmessenger.services.federation_gate import FederationGate
 from openmessenger.services.groups import GroupService
 from openmessenger.services.messaging import SendResult, validate_encrypted_body
 from openmessenger.services.peers import PeerDirectory
-from openmessenger.services.polling import PollingLoop
+from openmessenger.services.polling import PollingLoop, backoff_seconds
 from openmessenger.services.ports import (
     Clock,
     FederationTransport,
@@ -109,17 +109,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _Model = TypeVar("_Model", bound=BaseModel)
 
-MAX_BACKOFF_SECONDS = 60.0
 _LEASE = timedelta(seconds=120)
 _BATCH = 32
 _FANOUT_ROWS = 64
 _MAX_SEQ_SPAN = 512
 _CURRENT = (MemberState.INVITED.value, MemberState.JOINED.value)
 
-
-def backoff_seconds(attempts: int, rng: random.Random) -> float:
-    """1 s, 2 s, 4 s ... up to a minute, each ±20 %."""
-    return min(MAX_BACKOFF_SECONDS, 2.0 ** min(max(0, attempts - 1), 16)) * rng.uniform(0.8, 1.2)
 
 
 def _wire_member(m: Member) -> wire.WireMember:

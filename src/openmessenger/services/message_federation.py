@@ -61,7 +61,7 @@ from openmessenger.protocol import message_federation as wire
 from openmessenger.protocol.openmsg import JsonObject, ResponseCode
 from openmessenger.services.messaging import validate_encrypted_body
 from openmessenger.services.peers import PeerDirectory
-from openmessenger.services.polling import PollingLoop
+from openmessenger.services.polling import PollingLoop, backoff_seconds
 from openmessenger.services.ports import (
     Bus,
     Clock,
@@ -83,14 +83,9 @@ from openmessenger.services.webhooks import WebhookQueue
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_SECONDS = 60.0
 _LEASE = timedelta(seconds=120)
 _BATCH = 32
 
-
-def backoff_seconds(attempts: int, rng: random.Random) -> float:
-    """1 s, 2 s, 4 s ... up to a minute, each ±20 %."""
-    return min(MAX_BACKOFF_SECONDS, 2.0 ** min(max(0, attempts - 1), 16)) * rng.uniform(0.8, 1.2)
 
 
 def _txn_of(sender: Address, edit_id: str) -> str:

@@ -7,9 +7,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
+
+MAX_BACKOFF_SECONDS = 60.0
+
+
+def backoff_seconds(attempts: int, rng: random.Random) -> float:
+    """Before the next try of something that failed ``attempts`` times: 1 s, 2 s,
+    4 s ... up to a minute, each ±20 % (so that retries do not march in step)."""
+    return min(MAX_BACKOFF_SECONDS, 2.0 ** min(max(0, attempts - 1), 16)) * rng.uniform(0.8, 1.2)
 
 
 class PollingLoop:

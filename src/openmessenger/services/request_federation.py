@@ -21,9 +21,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Mapping
-from typing import TypeVar
-
-from pydantic import BaseModel
 
 from openmessenger.core.contact_requests import RemoteContactRequest, validate_note
 from openmessenger.core.errors import DomainError, InvalidInput, NotFound, PeerUnavailable
@@ -57,7 +54,6 @@ from openmessenger.services.signed_requests import (
 )
 
 log = logging.getLogger(__name__)
-_Model = TypeVar("_Model", bound=BaseModel)
 
 
 class RequestFederation:

@@ -101,6 +101,13 @@ class SqlRevisions(Repository):
     async def append(self, request: RevisionAppend) -> AppendResult:
         """The conversation's next ``seq`` and a place in each receiving device's
         stream; a ``client_txn_id`` the device used before gives that message back."""
+        # The conversation locked before the retry lookup: two concurrent retries of
+        # one edit find the first one's row instead of both inserting it.
+        await self._conn.execute(
+            select(conversations.c.id)
+            .where(conversations.c.id == request.conversation_id)
+            .with_for_update()
+        )
         if request.client_txn_id:
             query = select(*_COLUMNS).where(
                 messages.c.sender_device == request.sender_device,
@@ -376,14 +383,28 @@ class SqlRevisions(Repository):
             .having(func.min(openmsg_revisions_out.c.next_attempt_at) <= now)
             .limit(limit)
         )
-        found = [(str(r.domain), int(r.attempts)) for r in await self._conn.execute(query)]
-        for domain, _ in found:
-            await self._conn.execute(
+        claimed = []
+        for domain, attempts in [
+            (str(r.domain), int(r.attempts)) for r in await self._conn.execute(query)
+        ]:
+            # Taken only if still due: another process that claimed it first moved
+            # its rows to its lease (PostgreSQL re-reads the rows once it commits).
+            taken = await self._conn.execute(
                 update(openmsg_revisions_out)
-                .where(openmsg_revisions_out.c.domain == domain)
+                .where(
+                    openmsg_revisions_out.c.domain == domain,
+                    openmsg_revisions_out.c.next_attempt_at <= now,
+                )
                 .values(next_attempt_at=lease_until)
             )
-        return found
+            if taken.rowcount:
+                await self._conn.execute(
+                    update(openmsg_revisions_out)
+                    .where(openmsg_revisions_out.c.domain == domain)
+                    .values(next_attempt_at=lease_until)
+                )
+                claimed.append((domain, attempts))
+        return claimed
 
     async def out_rows(self, domain: str, limit: int) -> list[OutboundRevision]:
         query = (
