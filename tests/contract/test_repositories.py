@@ -1306,3 +1306,69 @@ async def test_concurrent_senders_never_fork_the_conversation_order(uow: UnitOfW
         seqs = [e.message.seq for e in streams[device_id]]
         assert len(seqs) == CONCURRENT_WRITERS // 2
         assert seqs == sorted(seqs)
+
+
+# --- the queue of revisions for other nodes ------------------------------------------
+
+
+async def test_the_revision_queue_keeps_order_moves_waiting_items_back_and_leases(
+    uow: UnitOfWork,
+) -> None:
+    world = await make_world(uow)
+    start = now()
+    give_up = start + timedelta(days=1)
+    async with uow() as tx:
+        message = await send(tx, world.alice, world.alice_device, world.bob.address)
+        for name in ("first", "second", "third"):
+            await tx.revisions.queue_out("beta.test", message.id, name, start, give_up)
+        assert not await tx.revisions.queue_out("beta.test", message.id, "first", start, give_up)
+        await tx.commit()
+
+    async with uow() as tx:
+        assert await tx.revisions.claim_out(start, start + timedelta(minutes=2), 10) == [
+            ("beta.test", 0)
+        ]
+        # Leased: another claim at the same time takes nothing.
+        assert await tx.revisions.claim_out(start, start + timedelta(minutes=2), 10) == []
+        rows = await tx.revisions.out_rows("beta.test", 10)
+        assert [r.item for r in rows] == ["first", "second", "third"]
+        # Queued while the attempt is under way: due at once whatever it settles.
+        await tx.revisions.queue_out("beta.test", message.id, "fourth", start, give_up)
+        first, second, _ = rows
+        await tx.revisions.settle_out(
+            "beta.test",
+            [second.id],
+            now=start,
+            retry_at=start + timedelta(seconds=30),
+            attempts=1,
+            requeue=[first.id],
+        )
+        await tx.commit()
+
+    async with uow() as tx:
+        # "first" went behind the others, "second" is done, and "fourth" is due now.
+        assert [r.item for r in await tx.revisions.out_rows("beta.test", 10)] == [
+            "third",
+            "fourth",
+            "first",
+        ]
+        assert await tx.revisions.claim_out(start, start + timedelta(minutes=2), 10) == [
+            ("beta.test", 1)
+        ]  # (not committed: the lease is forgotten)
+    async with uow() as tx:
+        # Without "fourth", the node would wait for the retry time.
+        rows = await tx.revisions.out_rows("beta.test", 10)
+        await tx.revisions.settle_out(
+            "beta.test",
+            [r.id for r in rows if r.item == "fourth"],
+            now=start,
+            retry_at=start + timedelta(seconds=30),
+            attempts=1,
+        )
+        await tx.commit()
+    async with uow() as tx:
+        assert await tx.revisions.claim_out(start, start + timedelta(minutes=2), 10) == []
+        later = start + timedelta(seconds=30)
+        assert await tx.revisions.claim_out(later, later + timedelta(minutes=2), 10) == [
+            ("beta.test", 1)
+        ]

@@ -301,8 +301,11 @@ class MessageFederation:
     async def _settle(
         self, domain: Domain, done: list[int], delay: timedelta, attempts: int
     ) -> None:
+        now = self._clock.now()
         async with self._uow() as tx:
-            await tx.revisions.settle_out(domain, done, self._clock.now() + delay, attempts)
+            await tx.revisions.settle_out(
+                domain, done, now=now, retry_at=now + delay, attempts=attempts
+            )
             await tx.commit()
 
     async def _post(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -81,5 +82,15 @@ class RevisionRepository(Protocol):
     async def out_rows(self, domain: str, limit: int) -> list[OutboundRevision]: ...
 
     async def settle_out(
-        self, domain: str, done: list[int], retry_at: datetime, attempts: int
-    ) -> None: ...
+        self,
+        domain: str,
+        done: list[int],
+        *,
+        now: datetime,
+        retry_at: datetime,
+        attempts: int,
+        requeue: Sequence[int] = (),
+    ) -> None:
+        """Drop ``done``; move ``requeue`` behind every other item of ``domain``;
+        what the attempt leased is due at ``retry_at``, what was queued since now."""
+        ...

@@ -9,6 +9,7 @@ and the receipts and webhook deliveries that point at them are deleted.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -425,16 +426,39 @@ class SqlRevisions(Repository):
         ]
 
     async def settle_out(
-        self, domain: str, done: list[int], retry_at: datetime, attempts: int
+        self,
+        domain: str,
+        done: list[int],
+        *,
+        now: datetime,
+        retry_at: datetime,
+        attempts: int,
+        requeue: Sequence[int] = (),
     ) -> None:
-        """Drop the items that are done with; the rest of ``domain``'s are due at
-        ``retry_at``."""
-        if done:
+        """Drop the items that are done with and move ``requeue`` behind the others
+        (a fresh id each, in their order). The items of ``domain`` this attempt
+        leased are due at ``retry_at``; any queued meanwhile stay due."""
+        if requeue:
+            kept = [c for c in openmsg_revisions_out.c if c.name != "id"]
             await self._conn.execute(
-                delete(openmsg_revisions_out).where(openmsg_revisions_out.c.id.in_(done))
+                insert(openmsg_revisions_out).from_select(
+                    [c.name for c in kept],
+                    select(*kept)
+                    .where(openmsg_revisions_out.c.id.in_(requeue))
+                    .order_by(openmsg_revisions_out.c.id),
+                )
+            )
+        if done or requeue:
+            await self._conn.execute(
+                delete(openmsg_revisions_out).where(
+                    openmsg_revisions_out.c.id.in_([*done, *requeue])
+                )
             )
         await self._conn.execute(
             update(openmsg_revisions_out)
-            .where(openmsg_revisions_out.c.domain == domain)
+            .where(
+                openmsg_revisions_out.c.domain == domain,
+                openmsg_revisions_out.c.next_attempt_at > now,  # leased, not queued since
+            )
             .values(next_attempt_at=retry_at, attempts=attempts)
         )
