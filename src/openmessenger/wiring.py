@@ -26,7 +26,7 @@ from openmessenger.federation.webhook_client import AiohttpWebhookPoster
 from openmessenger.notify import SmsWebhookSender, SmtpEmailSender
 from openmessenger.protocol.ephemeral_federation import EPHEMERAL
 from openmessenger.protocol.group_federation import GROUPS
-from openmessenger.protocol.message_federation import REVISIONS
+from openmessenger.protocol.message_federation import GROUP_RECEIPTS, REVISIONS
 from openmessenger.protocol.request_federation import REQUESTS
 from openmessenger.services.account_data import AccountData
 from openmessenger.services.accounts import AccountService
@@ -323,6 +323,7 @@ async def build_node(settings: Settings, *, clock: Clock | None = None) -> Node:
     )
     revisions.remote.webhooks = webhooks
     federation.add_extension(REVISIONS, revisions.remote.handlers())
+    federation.add_extension(GROUP_RECEIPTS, {})  # an item type of message-revisions/
     services = NodeServices(
         domain=domain,
         clock=clock,

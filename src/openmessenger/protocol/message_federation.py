@@ -18,10 +18,17 @@ the sending node:
 - ``delete`` (from the sender's node): the message is deleted for everyone.
 - ``receipt`` (from the recipient's node): the recipient got (``delivered``) or
   read (``read``) it at ``at``.
+- ``group-receipt`` (from the reader's node, to the sender's node; only to a
+  node that also announces ``group-receipts``): a participant of a group read
+  or got one of its messages. Group messages keep the host's id on every node,
+  so the item names the group and the message by id.
 
 The answer is HTTP 200 JSON ``{"ok": true, "results": [...]}``, one of
-``applied`` or ``refused`` per item, in order; ``refused`` never says why. A
-request whose signature or origin does not verify gets an Openmsg error body.
+``applied`` or ``refused`` per item, in order; ``refused`` never says why.
+``later`` (group receipts only) means the message has not reached the sender's
+node yet (the host's fan-out to it may trail the reader's node): send the item
+again after a while. A request whose signature or origin does not verify gets
+an Openmsg error body.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from openmessenger.protocol.e2e import MAX_ENCRYPTED_BODY_CHARS
 
 REVISIONS = "revisions"
+GROUP_RECEIPTS = "group-receipts"
 MESSAGE_REVISIONS_PATH = "/openmsg/x-openmessenger/message-revisions/"
 MAX_ITEMS = 64
 MAX_BATCH_BODY_CHARS = 768 * 1024
@@ -40,6 +48,8 @@ MAX_BATCH_BODY_CHARS = 768 * 1024
 
 APPLIED: Final = "applied"
 REFUSED: Final = "refused"
+LATER: Final = "later"
+Result = Literal["applied", "refused", "later"]
 
 _Address = Field(min_length=3, max_length=300)
 _Nonce = Field(min_length=32, max_length=32, pattern=r"^[A-Za-z0-9_-]{32}$")
@@ -78,7 +88,21 @@ class ReceiptItem(_Item):
     at: AwareDatetime
 
 
-Item = Annotated[EditItem | DeleteItem | ReceiptItem, Field(discriminator="type")]
+class GroupReceiptItem(_Wire):
+    type: Literal["group-receipt"] = "group-receipt"
+    group_id: str = _Id
+    message_id: str = _Id
+    sender: str = _Address
+    """Who sent the message (an address of the node the item goes to)."""
+    reader: str = _Address
+    """The participant who got or read it (an address of the signing node)."""
+    kind: Literal["delivered", "read"]
+    at: AwareDatetime
+
+
+Item = Annotated[
+    EditItem | DeleteItem | ReceiptItem | GroupReceiptItem, Field(discriminator="type")
+]
 
 
 class RevisionsRequest(_Wire):
@@ -89,4 +113,4 @@ class RevisionsAnswer(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     ok: Literal[True] = True
-    results: list[Literal["applied", "refused"]] = Field(max_length=MAX_ITEMS)
+    results: list[Result] = Field(max_length=MAX_ITEMS)

@@ -14,15 +14,23 @@ give-up time. An edit waits while its message still waits for its first
 delivery (the peer could not name it yet). Nothing goes to a node that does not
 announce the capability.
 
+Receipts of group messages take the same queue, from the reader's node straight
+to the sender's node (not through the group's host), only to a node that also
+announces ``group-receipts``. A group message has the host's id on every node,
+so they name it by id. The sender's node may not have the message yet (the
+host's fan-out to it can trail the reader's node): it answers ``later`` and
+the item is sent again with backoff, until the give-up time.
+
 Coming in: the signing node must be the node of the address it speaks for (the
-sender of an edit or deletion, the recipient of a receipt), the other address
+sender of an edit or deletion, the reader of a receipt), the other address
 must be ours, and the reference must name a message that sender sent that
-recipient; then the item is applied here exactly as on one node (an edit
-appended for the recipient's devices, a deletion erasing the copy and telling
-every device, a receipt on the sender's feed). Anything else is ``refused``,
-without saying why, and changes nothing. Items are idempotent: an edit is
-stored once per ``(sender, id)``, a deletion again changes nothing, a receipt
-is kept once.
+recipient (for a group receipt: a message of that group, sent by that sender,
+which the reader may read as the group's membership stands here); then the
+item is applied here exactly as on one node (an edit appended for the
+recipient's devices, a deletion erasing the copy and telling every device, a
+receipt on the sender's feed). Anything else is ``refused``, without saying
+why, and changes nothing. Items are idempotent: an edit is stored once per
+``(sender, id)``, a deletion again changes nothing, a receipt is kept once.
 """
 
 from __future__ import annotations
@@ -32,15 +40,23 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
 from openmessenger.core.envelope import AppendResult, Encryption, Message
 from openmessenger.core.errors import InvalidInput, PeerUnavailable
-from openmessenger.core.ids import Address, Domain, MessageId, parse_address
+from openmessenger.core.groups import host_of, remote_account_id, visible_seqs
+from openmessenger.core.ids import (
+    AccountId,
+    Address,
+    ConversationId,
+    Domain,
+    MessageId,
+    parse_address,
+)
 from openmessenger.core.revisions import (
     DELETE_MEDIA_TYPE,
     DELETED_NOTICE,
@@ -86,6 +102,7 @@ log = logging.getLogger(__name__)
 _LEASE = timedelta(seconds=120)
 _BATCH = 32
 
+_WireItem = wire.EditItem | wire.DeleteItem | wire.ReceiptItem | wire.GroupReceiptItem
 
 
 def _txn_of(sender: Address, edit_id: str) -> str:
@@ -177,6 +194,24 @@ class MessageFederation:
         await self._queue(tx, reference.sender, message.id, item, dedupe_on=("type", "kind"))
         return True
 
+    async def queue_group_receipt(
+        self, tx: Transaction, message: Message, reader: Address, kind: ReceiptKind
+    ) -> None:
+        """A receipt for a group message whose sender is on another node, for that
+        node (dropped unsent if it turns out not to take group receipts)."""
+        item = {
+            "type": "group-receipt",
+            "group_id": message.conversation_id,
+            "message_id": message.id,
+            "sender": message.sender,
+            "reader": reader,
+            "kind": kind.value,
+            "at": self._clock.now().isoformat(),
+        }
+        # One message has many readers: each one's receipt waits once.
+        dedupe_on = ("type", "kind", "reader")
+        await self._queue(tx, message.sender, message.id, item, dedupe_on=dedupe_on)
+
     async def _queue(
         self,
         tx: Transaction,
@@ -226,21 +261,26 @@ class MessageFederation:
     async def _deliver(self, domain: Domain, attempts: int) -> bool:
         """Send ``domain``'s next batch, in order; True when more may wait."""
         takes = await self._directory.capability(domain, wire.REVISIONS)
+        takes_group_receipts = await self._directory.capability(domain, wire.GROUP_RECEIPTS)
         now = self._clock.now()
         done: list[int] = []
-        batch: list[tuple[int, wire.EditItem | wire.DeleteItem | wire.ReceiptItem]] = []
+        batch: list[tuple[int, _WireItem]] = []
         waiting = False
         chars = 0
         async with self._uow() as tx:
             rows = await tx.revisions.out_rows(domain, wire.MAX_ITEMS)
             for row in rows:
-                if now >= row.give_up_at or takes is False:
+                stored = json.loads(row.item)
+                taken = takes
+                if takes and stored.get("type") == "group-receipt":
+                    taken = takes_group_receipts
+                if now >= row.give_up_at or taken is False:
                     log.info("revision %d for %s: given up", row.id, domain)
                     done.append(row.id)
                     continue
-                if takes is None:  # cannot tell yet: never drop anything by guessing
+                if taken is None:  # cannot tell yet: never drop anything by guessing
+                    takes = None
                     break
-                stored = json.loads(row.item)
                 original = stored.get("original")
                 if original and await tx.revisions.in_outbox(MessageId(original)):
                     waiting = True  # the peer cannot name the message before it has it
@@ -266,17 +306,28 @@ class MessageFederation:
         if answer is None or len(answer.results) != len(batch):
             await self._settle(domain, done, self._backoff(attempts + 1), attempts + 1)
             return False
+        later: list[int] = []
         for (row_id, _), result in zip(batch, answer.results, strict=True):
             if result == wire.REFUSED:
                 log.info("revision %d refused by %s", row_id, domain)
-        await self._settle(domain, done + [row_id for row_id, _ in batch], timedelta(0), 0)
+            elif result == wire.LATER:
+                later.append(row_id)
+        settled = done + [row_id for row_id, _ in batch if row_id not in later]
+        # A receipt the peer cannot take yet goes behind the rest (receipts keep no
+        # order), so that it holds up nothing; when nothing moved, back off.
+        if len(later) == len(batch):
+            await self._settle(domain, done, self._backoff(attempts + 1), attempts + 1, later)
+            return False
+        await self._settle(domain, settled, timedelta(0), 0, later)
         return True
 
     async def _wire_item(
         self, tx: Transaction, row: OutboundRevision, stored: dict[str, Any]
-    ) -> wire.EditItem | wire.DeleteItem | wire.ReceiptItem | None:
-        reference = {k: stored[k] for k in ("sender", "recipient", "nonce")}
+    ) -> _WireItem | None:
         try:
+            if stored["type"] == "group-receipt":
+                return wire.GroupReceiptItem.model_validate(stored)
+            reference = {k: stored[k] for k in ("sender", "recipient", "nonce")}
             if stored["type"] == "edit":
                 edit = await tx.messages.get(row.message_id)
                 if edit is None or edit.deleted_at is not None:
@@ -299,12 +350,17 @@ class MessageFederation:
         return timedelta(seconds=backoff_seconds(attempts, self._rng))
 
     async def _settle(
-        self, domain: Domain, done: list[int], delay: timedelta, attempts: int
+        self,
+        domain: Domain,
+        done: list[int],
+        delay: timedelta,
+        attempts: int,
+        requeue: Sequence[int] = (),
     ) -> None:
         now = self._clock.now()
         async with self._uow() as tx:
             await tx.revisions.settle_out(
-                domain, done, now=now, retry_at=now + delay, attempts=attempts
+                domain, done, now=now, retry_at=now + delay, attempts=attempts, requeue=requeue
             )
             await tx.commit()
 
@@ -330,17 +386,21 @@ class MessageFederation:
         origin = await self._verifier.origin(raw, headers, wire.MESSAGE_REVISIONS_PATH)
         request = parse_request(wire.RevisionsRequest, raw)
         parties = [self._parties(item, origin) for item in request.items]
-        results: list[Literal["applied", "refused"]] = []
+        results: list[wire.Result] = []
         appended: list[AppendResult] = []
         receipts: list[Receipt] = []
         for item, (sender, recipient) in zip(request.items, parties, strict=True):
             async with self._uow() as tx:
-                if isinstance(item, wire.ReceiptItem):
+                if isinstance(item, wire.GroupReceiptItem):
+                    result = await self._take_group_receipt(tx, item, sender, recipient, receipts)
+                elif isinstance(item, wire.ReceiptItem):
                     applied = await self._take_receipt(tx, item, sender, recipient, receipts)
+                    result = wire.APPLIED if applied else wire.REFUSED
                 else:
                     applied = await self._take_revision(tx, item, sender, recipient, appended)
+                    result = wire.APPLIED if applied else wire.REFUSED
                 await tx.commit()
-            results.append(wire.APPLIED if applied else wire.REFUSED)
+            results.append(result)
         events = [e for result in appended for e in result.events]
         if events:
             await self._bus.publish(events)
@@ -350,20 +410,20 @@ class MessageFederation:
             self._publish_receipts(receipts)
         return wire.RevisionsAnswer(results=results).model_dump(mode="json")
 
-    def _parties(
-        self, item: wire.EditItem | wire.DeleteItem | wire.ReceiptItem, origin: Domain
-    ) -> tuple[Address, Address]:
-        """(sender, recipient), canonical. The signing node speaks only for its own
-        address (an edit's or deletion's sender, a receipt's recipient); the other
-        must be ours."""
+    def _parties(self, item: _WireItem, origin: Domain) -> tuple[Address, Address]:
+        """(sender, recipient or reader), canonical. The signing node speaks only for
+        its own address (an edit's or deletion's sender, a receipt's reader); the
+        other must be ours."""
         try:
             sender = parse_address(item.sender)
-            recipient = parse_address(item.recipient)
+            if isinstance(item, wire.GroupReceiptItem):
+                recipient = parse_address(item.reader)
+            else:
+                recipient = parse_address(item.recipient)
         except InvalidInput:
             raise PeerRefusal(ResponseCode.MESSAGE_DATA_MISSING, "Not an address.") from None
-        theirs, ours = (
-            (recipient, sender) if isinstance(item, wire.ReceiptItem) else (sender, recipient)
-        )
+        receipt = isinstance(item, wire.ReceiptItem | wire.GroupReceiptItem)
+        theirs, ours = (recipient, sender) if receipt else (sender, recipient)
         if theirs.domain != origin or ours.domain != self._domain:
             raise PeerRefusal(ResponseCode.IDENT_CODE_INVALID)  # a node speaks for its own only
         return sender.address, recipient.address
@@ -385,9 +445,49 @@ class MessageFederation:
             return False
         if not receivable(message, reader) or await tx.groups.get(message.conversation_id):
             return False
+        await self._record(tx, message, account.id, reader, item, receipts)
+        return True
+
+    async def _take_group_receipt(
+        self,
+        tx: Transaction,
+        item: wire.GroupReceiptItem,
+        sender: Address,
+        reader: Address,
+        receipts: list[Receipt],
+    ) -> wire.Result:
+        account = await tx.accounts.by_address(sender)
+        group = await tx.groups.get(ConversationId(item.group_id))
+        if account is None or group is None:
+            return wire.REFUSED
+        seen = visible_seqs(await tx.groups.member(group.id, remote_account_id(reader)))
+        if seen is None or visible_seqs(await tx.groups.member(group.id, account.id)) is None:
+            return wire.REFUSED  # both must have taken part, as this node knows
+        message = await tx.messages.get(MessageId(item.message_id))
+        if message is None:
+            # A host has every message of its group; a member's node may still be
+            # waiting for the host's fan-out of one (checked like any once here).
+            return wire.REFUSED if host_of(group) == self._domain else wire.LATER
+        if message.conversation_id != group.id or message.sender.lower() != sender.lower():
+            return wire.REFUSED
+        if not receivable(message, reader) or not seen[0] <= message.seq <= seen[1]:
+            return wire.REFUSED
+        await self._record(tx, message, account.id, reader, item, receipts)
+        return wire.APPLIED
+
+    async def _record(
+        self,
+        tx: Transaction,
+        message: Message,
+        sender_account: AccountId,
+        reader: Address,
+        item: wire.ReceiptItem | wire.GroupReceiptItem,
+        receipts: list[Receipt],
+    ) -> None:
+        """Keep the receipt on the sender account's feed (once), at most as late as now."""
         receipt = await tx.revisions.add_receipt(
             message,
-            account.id,
+            sender_account,
             remote_reader_id(reader),
             reader,
             ReceiptKind(item.kind),
@@ -395,7 +495,6 @@ class MessageFederation:
         )
         if receipt is not None:
             receipts.append(receipt)
-        return True
 
     async def _take_revision(
         self,

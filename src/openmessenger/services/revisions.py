@@ -24,7 +24,8 @@ In a group hosted on another of our nodes, this node keeps a replica: the edit
 or deletion goes to the host (services/group_federation.py, ``group-revise/``),
 which checks it as for its own participants (``edit_from_peer``,
 ``delete_from_peer``), appends it to the group's log and fans it out to every
-member node, this one included.
+member node, this one included. A receipt for a group message whose sender is
+on another of our nodes goes straight to that node (not through the host).
 """
 
 from __future__ import annotations
@@ -423,13 +424,14 @@ class RevisionService:
                     continue
                 sender = await tx.accounts.by_address(message.sender)
                 if sender is None:  # another node's, or gone
-                    if (
-                        self.remote is not None
-                        and address_domain(message.sender) != self._domain
-                        and await tx.groups.get(message.conversation_id) is None
-                    ):
-                        # For that node (dropped unsent if it turns out to be a v1 peer).
-                        queued |= await self.remote.queue_receipt(tx, message, receipt_kind)
+                    if self.remote is not None and address_domain(message.sender) != self._domain:
+                        # For that node (dropped unsent if it turns out not to take them).
+                        if await tx.groups.get(message.conversation_id) is None:
+                            queued |= await self.remote.queue_receipt(tx, message, receipt_kind)
+                        else:
+                            reader = caller.account.address
+                            await self.remote.queue_group_receipt(tx, message, reader, receipt_kind)
+                            queued = True
                     continue
                 receipt = await tx.revisions.add_receipt(
                     message, sender.id, caller.account.id, caller.account.address, receipt_kind, now
