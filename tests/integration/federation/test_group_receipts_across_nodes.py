@@ -277,3 +277,38 @@ async def test_a_node_acknowledges_only_for_its_own_participants_and_what_they_m
     honest = receipt(reader=bob_address, sender=alice_address, message_id=later.id)
     assert await post(beta, "alpha.test", honest) == {"ok": True, "results": ["applied"]}
     assert seen_by(await alice.receipts(later.id)) == [(bob.address, "read")]
+
+
+async def test_a_receipt_goes_from_one_member_node_to_another_not_through_the_host(
+    alpha: FederatedNode,
+    beta: FederatedNode,
+    federation_node_factory: NodeFactory,
+    devices: OpenDevice,
+) -> None:
+    gamma = federation_node_factory("gamma.test")
+    alice, bob, gina = devices(alpha, "alice"), devices(beta, "bob"), devices(gamma, "gina")
+    await connect(alice, bob)
+    await connect(alice, gina)
+    gid = (await alice.create_group("Three nodes", [str(bob.address), str(gina.address)])).id
+    for member in (bob, gina):
+        await until(member.groups, f"the invitation on {member.address}")
+        await member.join_group(gid)
+    await joined_everywhere(bob, gid, alice.address, bob.address, gina.address)
+    await joined_everywhere(gina, gid, alice.address, bob.address, gina.address)
+
+    hi = await bob.send_to_group(gid, "hello from beta")
+    await until(lambda: on_node(beta, hi.id), "bob's message back on beta")
+    assert await group_texts(gina, gid, 1) == ["hello from beta"]
+    await gina.mark_read(hi.id)
+
+    async def read_by_gina() -> bool:
+        return seen_by(await bob.receipts(hi.id)) == [
+            (gina.address, "delivered"),
+            (gina.address, "read"),
+        ]
+
+    await until(read_by_gina, "gina's receipts on beta")
+    # Straight from gamma to beta: the host never held them.
+    assert await receipts_on(alpha, hi.id) == []
+    assert await queue_of(alpha) == []
+    await until(lambda: _empty(queue_of(gamma)), "gamma's queue settled")
