@@ -211,6 +211,23 @@ async def test_receipts_reach_every_device_of_the_sender_live_and_by_sync(
     ]
 
 
+async def test_turning_receipts_back_on_applies_at_once_on_that_device(
+    devices: OpenDevice,
+) -> None:
+    alice, bob = devices("alice"), devices("bob")
+    await connect(alice, bob)
+    await bob.set_preference("send_receipts", False)
+    first = await alice.send(str(bob.address), "one")
+    second = await alice.send(str(bob.address), "two")
+    await bob.sync()  # the SDK asks, and remembers that bob sends none
+    assert await bob.mark_read(first.id) == []
+    await bob.set_preference("send_receipts", True)
+    # The device follows its own change now, not after its cache runs out.
+    [read] = await bob.mark_read(second.id)
+    assert (read.message_id, read.reader, read.kind) == (second.id, bob.address, "read")
+    assert "read" not in [r.kind for r in await alice.receipts(first.id)]
+
+
 async def test_no_receipts_arrive_when_the_reader_turned_them_off(devices: OpenDevice) -> None:
     alice, bob = devices("alice"), devices("bob")
     await connect(alice, bob)

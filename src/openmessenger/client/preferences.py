@@ -62,6 +62,9 @@ def _level(contact: str | None, conversation: str | None, device: bool) -> dict[
 class Preferences:
     """The preference, request and block methods of ``Client``."""
 
+    _receipts_preference: tuple[float, bool] | None = None
+    """Revisions' cache of ``send_receipts``: a change made here applies at once."""
+
     if TYPE_CHECKING:  # provided by Client
 
         async def _call(
@@ -106,6 +109,7 @@ class Preferences:
         answer = transport.parse_response(
             prefs_wire.PreferenceOut, await self._call("PUT", "/preferences", body=body)
         )
+        self._receipts_preference = None
         return Preference(answer.name, answer.value, answer.level)
 
     async def clear_preference(
@@ -119,6 +123,7 @@ class Preferences:
         """Unset ``name`` at that level: the next wider one applies again."""
         params = {"name": name, **_level(contact, conversation, device)}
         await self._call("DELETE", "/preferences", params=params)
+        self._receipts_preference = None
 
     # -- contact requests ----------------------------------------------------------
 

@@ -119,6 +119,9 @@ def _acknowledgeable(message: Message, me: Address | None) -> bool:
 class Revisions:
     """The receipt, edit and deletion methods of ``Client``."""
 
+    _receipts_preference: tuple[float, bool] | None = None
+    """(when asked, ``send_receipts``); forgotten when this client changes it."""
+
     if TYPE_CHECKING:  # provided by Client
         server_url: str
         _timeout: float
@@ -286,7 +289,7 @@ class Revisions:
         """``sends_receipts()``, asked at most every few seconds (``listen`` acknowledges
         message by message). The node enforces the preference itself, so a value
         cached a moment too long lets nothing through."""
-        cached: tuple[float, bool] | None = getattr(self, "_receipts_preference", None)
+        cached = self._receipts_preference
         now = time.monotonic()
         if cached is not None and now - cached[0] < PREFERENCE_CACHE_SECONDS:
             return cached[1]
