@@ -23,7 +23,6 @@ deletions for everyone of their own messages take the same way
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
@@ -83,7 +82,7 @@ from openmessenger.services.federation_gate import FederationGate
 from openmessenger.services.groups import GroupService
 from openmessenger.services.messaging import SendResult, validate_encrypted_body
 from openmessenger.services.peers import PeerDirectory
-from openmessenger.services.polling import PollingLoop, backoff_seconds
+from openmessenger.services.polling import PollingLoop, any_more_due, backoff_seconds
 from openmessenger.services.ports import (
     Clock,
     FederationTransport,
@@ -401,15 +400,14 @@ class GroupFederation:
             streams = await tx.groups.claim_fanout(now, now + _LEASE, _BATCH)
             forwards = await tx.groups.claim_forwards(now, now + _LEASE, _BATCH)
             await tx.commit()
-        results = await asyncio.gather(
-            *(self._deliver_stream(g, d, attempts) for g, d, attempts in streams),
-            *(self._retry_forward(f) for f in forwards),
-            return_exceptions=True,
+        more = await any_more_due(
+            [
+                *(self._deliver_stream(g, d, attempts) for g, d, attempts in streams),
+                *(self._retry_forward(f) for f in forwards),
+            ],
+            "a group delivery failed",
         )
-        for result in results:
-            if isinstance(result, BaseException):
-                log.error("a group delivery failed", exc_info=result)
-        return any(r is True for r in results) or len(streams) == _BATCH
+        return more or len(streams) == _BATCH
 
     async def _deliver_stream(
         self, group_id: ConversationId, domain: Domain, attempts: int

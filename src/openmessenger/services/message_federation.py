@@ -35,7 +35,6 @@ why, and changes nothing. Items are idempotent: an edit is stored once per
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -77,7 +76,7 @@ from openmessenger.protocol import message_federation as wire
 from openmessenger.protocol.openmsg import JsonObject, ResponseCode
 from openmessenger.services.messaging import validate_encrypted_body
 from openmessenger.services.peers import PeerDirectory
-from openmessenger.services.polling import PollingLoop, backoff_seconds
+from openmessenger.services.polling import PollingLoop, any_more_due, backoff_seconds
 from openmessenger.services.ports import (
     Bus,
     Clock,
@@ -249,14 +248,10 @@ class MessageFederation:
         async with self._uow() as tx:
             claimed = await tx.revisions.claim_out(now, now + _LEASE, _BATCH)
             await tx.commit()
-        results = await asyncio.gather(
-            *(self._deliver(Domain(d), attempts) for d, attempts in claimed),
-            return_exceptions=True,
+        return await any_more_due(
+            (self._deliver(Domain(d), attempts) for d, attempts in claimed),
+            "a revision delivery failed",
         )
-        for result in results:
-            if isinstance(result, BaseException):
-                log.error("a revision delivery failed", exc_info=result)
-        return any(r is True for r in results)
 
     async def _deliver(self, domain: Domain, attempts: int) -> bool:
         """Send ``domain``'s next batch, in order; True when more may wait."""

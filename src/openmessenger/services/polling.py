@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +19,16 @@ def backoff_seconds(attempts: int, rng: random.Random) -> float:
     """Before the next try of something that failed ``attempts`` times: 1 s, 2 s,
     4 s ... up to a minute, each ±20 % (so that retries do not march in step)."""
     return min(MAX_BACKOFF_SECONDS, 2.0 ** min(max(0, attempts - 1), 16)) * rng.uniform(0.8, 1.2)
+
+
+async def any_more_due(deliveries: Iterable[Awaitable[bool]], failure: str) -> bool:
+    """Await a round's deliveries together, each failure logged (the others go
+    on); True when any says more may be due at once."""
+    results = await asyncio.gather(*deliveries, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            log.error(failure, exc_info=result)
+    return any(r is True for r in results)
 
 
 class PollingLoop:
