@@ -438,22 +438,25 @@ class SqlRevisions(Repository):
         """Drop the items that are done with and move ``requeue`` behind the others
         (a fresh id each, in their order). The items of ``domain`` this attempt
         leased are due at ``retry_at``; any queued meanwhile stay due."""
+        if done:
+            await self._conn.execute(
+                delete(openmsg_revisions_out).where(openmsg_revisions_out.c.id.in_(done))
+            )
         if requeue:
+            # Only what this transaction deleted comes back: a concurrent attempt
+            # that moved the same items first leaves nothing to copy twice.
             kept = [c for c in openmsg_revisions_out.c if c.name != "id"]
-            await self._conn.execute(
-                insert(openmsg_revisions_out).from_select(
-                    [c.name for c in kept],
-                    select(*kept)
-                    .where(openmsg_revisions_out.c.id.in_(requeue))
-                    .order_by(openmsg_revisions_out.c.id),
-                )
+            moved = await self._conn.execute(
+                delete(openmsg_revisions_out)
+                .where(openmsg_revisions_out.c.id.in_(requeue))
+                .returning(openmsg_revisions_out.c.id, *kept)
             )
-        if done or requeue:
-            await self._conn.execute(
-                delete(openmsg_revisions_out).where(
-                    openmsg_revisions_out.c.id.in_([*done, *requeue])
+            rows = sorted(moved, key=lambda r: int(r.id))
+            if rows:
+                await self._conn.execute(
+                    insert(openmsg_revisions_out),
+                    [{c.name: getattr(r, c.name) for c in kept} for r in rows],
                 )
-            )
         await self._conn.execute(
             update(openmsg_revisions_out)
             .where(
