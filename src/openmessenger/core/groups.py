@@ -253,6 +253,12 @@ def visible_seqs(member: Member | None) -> tuple[int, int] | None:
     return None
 
 
+def may_read(member: Member | None, seq: int) -> bool:
+    """Whether ``member`` may read the group's message at ``seq``."""
+    seqs = visible_seqs(member)
+    return seqs is not None and seqs[0] <= seq <= seqs[1]
+
+
 def event_text(event: MemberEvent, actor: Address, subject: Address, role: Role | None) -> str:
     """The line a client shows for a membership event."""
     match event:

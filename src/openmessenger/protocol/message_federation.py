@@ -27,8 +27,8 @@ The answer is HTTP 200 JSON ``{"ok": true, "results": [...]}``, one of
 ``applied`` or ``refused`` per item, in order; ``refused`` never says why.
 ``later`` (group receipts only) means the message has not reached the sender's
 node yet (the host's fan-out to it may trail the reader's node): send the item
-again after a while. A request whose signature or origin does not verify gets
-an Openmsg error body.
+again after a while; a ``later`` for any other item is taken as ``refused``. A
+request whose signature or origin does not verify gets an Openmsg error body.
 """
 
 from __future__ import annotations
@@ -92,6 +92,8 @@ class GroupReceiptItem(_Wire):
     type: Literal["group-receipt"] = "group-receipt"
     group_id: str = _Id
     message_id: str = _Id
+    seq: int = Field(ge=1, le=2**63 - 1)
+    """The message's place in the group's one order (the host's)."""
     sender: str = _Address
     """Who sent the message (an address of the node the item goes to)."""
     reader: str = _Address

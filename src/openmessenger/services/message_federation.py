@@ -47,7 +47,7 @@ from pydantic import ValidationError
 
 from openmessenger.core.envelope import AppendResult, Encryption, Message
 from openmessenger.core.errors import InvalidInput, PeerUnavailable
-from openmessenger.core.groups import host_of, remote_account_id, visible_seqs
+from openmessenger.core.groups import host_of, may_read, remote_account_id, visible_seqs
 from openmessenger.core.ids import (
     AccountId,
     Address,
@@ -101,7 +101,6 @@ log = logging.getLogger(__name__)
 _LEASE = timedelta(seconds=120)
 _BATCH = 32
 
-_WireItem = wire.EditItem | wire.DeleteItem | wire.ReceiptItem | wire.GroupReceiptItem
 
 
 def _txn_of(sender: Address, edit_id: str) -> str:
@@ -202,6 +201,7 @@ class MessageFederation:
             "type": "group-receipt",
             "group_id": message.conversation_id,
             "message_id": message.id,
+            "seq": message.seq,
             "sender": message.sender,
             "reader": reader,
             "kind": kind.value,
@@ -216,7 +216,7 @@ class MessageFederation:
         tx: Transaction,
         remote: Address,
         message_id: MessageId,
-        item: dict[str, str],
+        item: Mapping[str, object],
         dedupe_on: tuple[str, ...] | None = None,
     ) -> None:
         now = self._clock.now()
@@ -259,7 +259,7 @@ class MessageFederation:
         takes_group_receipts = await self._directory.capability(domain, wire.GROUP_RECEIPTS)
         now = self._clock.now()
         done: list[int] = []
-        batch: list[tuple[int, _WireItem]] = []
+        batch: list[tuple[int, wire.Item]] = []
         waiting = False
         chars = 0
         async with self._uow() as tx:
@@ -302,14 +302,14 @@ class MessageFederation:
             await self._settle(domain, done, self._backoff(attempts + 1), attempts + 1)
             return False
         later: list[int] = []
-        for (row_id, _), result in zip(batch, answer.results, strict=True):
-            if result == wire.REFUSED:
-                log.info("revision %d refused by %s", row_id, domain)
-            elif result == wire.LATER:
+        for (row_id, item), result in zip(batch, answer.results, strict=True):
+            if result == wire.LATER and isinstance(item, wire.GroupReceiptItem):
                 later.append(row_id)
+            elif result != wire.APPLIED:
+                log.info("revision %d refused by %s", row_id, domain)
         settled = done + [row_id for row_id, _ in batch if row_id not in later]
         # A receipt the peer cannot take yet goes behind the rest (receipts keep no
-        # order), so that it holds up nothing; when nothing moved, back off.
+        # order) rather than in front of what comes next; when nothing moved, back off.
         if len(later) == len(batch):
             await self._settle(domain, done, self._backoff(attempts + 1), attempts + 1, later)
             return False
@@ -318,7 +318,7 @@ class MessageFederation:
 
     async def _wire_item(
         self, tx: Transaction, row: OutboundRevision, stored: dict[str, Any]
-    ) -> _WireItem | None:
+    ) -> wire.Item | None:
         try:
             if stored["type"] == "group-receipt":
                 return wire.GroupReceiptItem.model_validate(stored)
@@ -405,7 +405,7 @@ class MessageFederation:
             self._publish_receipts(receipts)
         return wire.RevisionsAnswer(results=results).model_dump(mode="json")
 
-    def _parties(self, item: _WireItem, origin: Domain) -> tuple[Address, Address]:
+    def _parties(self, item: wire.Item, origin: Domain) -> tuple[Address, Address]:
         """(sender, recipient or reader), canonical. The signing node speaks only for
         its own address (an edit's or deletion's sender, a receipt's reader); the
         other must be ours."""
@@ -455,17 +455,18 @@ class MessageFederation:
         group = await tx.groups.get(ConversationId(item.group_id))
         if account is None or group is None:
             return wire.REFUSED
-        seen = visible_seqs(await tx.groups.member(group.id, remote_account_id(reader)))
-        if seen is None or visible_seqs(await tx.groups.member(group.id, account.id)) is None:
-            return wire.REFUSED  # both must have taken part, as this node knows
+        if visible_seqs(await tx.groups.member(group.id, account.id)) is None:
+            return wire.REFUSED  # the sender never took part
+        if host_of(group) != self._domain and item.seq > group.last_seq:
+            # The host's fan-out of that message (and of who has joined since)
+            # has yet to reach this member's node: checked once it has.
+            return wire.LATER
         message = await tx.messages.get(MessageId(item.message_id))
-        if message is None:
-            # A host has every message of its group; a member's node may still be
-            # waiting for the host's fan-out of one (checked like any once here).
-            return wire.REFUSED if host_of(group) == self._domain else wire.LATER
-        if message.conversation_id != group.id or message.sender.lower() != sender.lower():
+        if message is None or (message.conversation_id, message.seq) != (group.id, item.seq):
             return wire.REFUSED
-        if not receivable(message, reader) or not seen[0] <= message.seq <= seen[1]:
+        if message.sender.lower() != sender.lower() or not receivable(message, reader):
+            return wire.REFUSED
+        if not may_read(await tx.groups.member(group.id, remote_account_id(reader)), item.seq):
             return wire.REFUSED
         await self._record(tx, message, account.id, reader, item, receipts)
         return wire.APPLIED
@@ -479,14 +480,15 @@ class MessageFederation:
         item: wire.ReceiptItem | wire.GroupReceiptItem,
         receipts: list[Receipt],
     ) -> None:
-        """Keep the receipt on the sender account's feed (once), at most as late as now."""
+        """Keep the receipt on the sender account's feed (once), at a time between
+        the message's sending and now."""
         receipt = await tx.revisions.add_receipt(
             message,
             sender_account,
             remote_reader_id(reader),
             reader,
             ReceiptKind(item.kind),
-            min(item.at, self._clock.now()),
+            max(message.sent_at, min(item.at, self._clock.now())),
         )
         if receipt is not None:
             receipts.append(receipt)
@@ -579,5 +581,5 @@ def _between(message: Message, sender: Address, recipient: Address) -> bool:
     )
 
 
-def _subset(wanted: Mapping[str, str], found: object) -> bool:
+def _subset(wanted: Mapping[str, object], found: object) -> bool:
     return isinstance(found, dict) and all(found.get(k) == v for k, v in wanted.items())

@@ -45,7 +45,7 @@ from openmessenger.core.groups import (
     MemberState,
     check_joined,
     host_of,
-    visible_seqs,
+    may_read,
 )
 from openmessenger.core.ids import (
     AccountId,
@@ -673,8 +673,7 @@ async def _unblocked(
 
 
 def _sees(member: Member | None, message: Message) -> bool:
-    seqs = visible_seqs(member)
-    return seqs is not None and seqs[0] <= message.seq <= seqs[1]
+    return may_read(member, message.seq)
 
 
 def _with_replaces(result: AppendResult, replaces: MessageId) -> AppendResult:

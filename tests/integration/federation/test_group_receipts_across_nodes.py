@@ -11,8 +11,10 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from openmessenger.client import Message
 from openmessenger.client.revisions import Receipt
 from openmessenger.protocol import message_federation as mwire
+from openmessenger.protocol import revisions_api
 from openmessenger.storage import tables
 from tests.integration.federation.test_group_revisions_across_nodes import federation_of
 from tests.integration.federation.test_groups_across_nodes import (
@@ -102,13 +104,16 @@ async def test_group_receipts_reach_the_sender_on_the_other_node_both_ways_unles
     assert sorted(seen_by([r for r in synced if r.message_id == hi.id])) == sorted(
         [(alice.address, "delivered"), (alice.address, "read"), (carol.address, "read")]
     )
+    assert await receipts_on(alpha, hi.id) == []
     await until(lambda: _empty(queue_of(beta)), "beta's queue settled")
 
     # Bob turns receipts off: nothing leaves beta, alice learns nothing.
     await bob.set_preference("send_receipts", False)
     quiet = await alice.send_to_group(gid, "did you read this?")
     assert (await group_texts(bob, gid, 1))[-1] == "did you read this?"
-    assert await bob.mark_read(quiet.id) == []
+    # Bob's own raw acknowledgement, past his SDK, is dropped by his node too.
+    raw = revisions_api.ReceiptsIn(kind="read", message_ids=[quiet.id])
+    assert (await bob._call("POST", "/receipts", body=raw)).json()["receipts"] == []
     assert await queue_of(beta) == []  # queued in the request, had it been on
     # Back on: the next message's receipt goes through (so the silence above was
     # the preference, not a slow queue).
@@ -214,14 +219,23 @@ async def test_a_node_acknowledges_only_for_its_own_participants_and_what_they_m
     from_bob = await bob.send_to_group(gid, "from bob")
     await until(lambda: on_node(beta, from_bob.id), "bob's message back on beta")
 
+    in_other = await alice.send_to_group(other, "in another group")
+
     def receipt(
-        *, reader: str, sender: str, message_id: str, group_id: str = gid
+        of: Message,
+        *,
+        reader: str,
+        sender: str,
+        group_id: str = gid,
+        message_id: str | None = None,
+        seq: int | None = None,
     ) -> mwire.RevisionsRequest:
         return mwire.RevisionsRequest(
             items=[
                 mwire.GroupReceiptItem(
                     group_id=group_id,
-                    message_id=message_id,
+                    message_id=message_id or of.id,
+                    seq=seq or of.seq,
                     sender=sender,
                     reader=reader,
                     kind="read",
@@ -238,33 +252,43 @@ async def test_a_node_acknowledges_only_for_its_own_participants_and_what_they_m
     refused = {"ok": True, "results": ["refused"]}
     alice_address = str(alice.address)
     # Beta, to the host, for: a message bob joined too late to read, a member it
-    # does not have (erin), the wrong sender, the wrong group, a message the host
-    # never ordered, a 1:1 message named as the group's.
+    # does not have (erin), the wrong sender, a message of another group, a
+    # message the host never ordered, the wrong seq, a 1:1 message named as the
+    # group's.
+    as_bob = {"reader": bob_address, "sender": alice_address}
     for request in (
-        receipt(reader=bob_address, sender=alice_address, message_id=early.id),
-        receipt(reader=str(erin.address), sender=alice_address, message_id=later.id),
-        receipt(reader=bob_address, sender=str(carol.address), message_id=later.id),
-        receipt(reader=bob_address, sender=alice_address, message_id=later.id, group_id=other),
-        receipt(reader=bob_address, sender=alice_address, message_id="m" * 32),
-        receipt(reader=bob_address, sender=alice_address, message_id=to_bob.id),
+        receipt(early, **as_bob),
+        receipt(later, reader=str(erin.address), sender=alice_address),
+        receipt(later, reader=bob_address, sender=str(carol.address)),
+        receipt(in_other, **as_bob),
+        receipt(later, **as_bob, message_id=in_other.id),
+        receipt(later, **as_bob, message_id="m" * 32),
+        receipt(later, **as_bob, seq=later.seq + 1),
+        receipt(later, **as_bob, message_id=to_bob.id),
     ):
         assert await post(beta, "alpha.test", request) == refused
     # Beta speaking for alice, gamma for one of its own who is no participant:
     # refused outright, and one generic refusal.
-    forged = receipt(reader=alice_address, sender=str(carol.address), message_id=from_carol.id)
+    forged = receipt(from_carol, reader=alice_address, sender=str(carol.address))
     assert (await post(beta, "alpha.test", forged))["response_code"] == "SM_E001"
-    stranger = receipt(reader="9999*gamma.test", sender=alice_address, message_id=later.id)
+    stranger = receipt(later, reader="9999*gamma.test", sender=alice_address)
     assert await post(gamma, "alpha.test", stranger) == refused
 
-    # The host, to beta (a member's node): a message beta has not got yet waits
-    # ("later"), but only in a group beta knows, from bob, read by a participant.
-    assert await post(
-        alpha, "beta.test", receipt(reader=alice_address, sender=bob_address, message_id="n" * 32)
-    ) == {"ok": True, "results": ["later"]}
+    # The host, to beta (a member's node): a message beyond the last beta has of
+    # the group waits ("later": its fan-out, and news of who joined, may still
+    # be on the way), but only in a group beta knows, from one of its
+    # participants; anything up to its last is checked as on the host.
+    beyond = {"message_id": "n" * 32, "seq": from_bob.seq + 100}
+    for reader in (alice_address, "9999*alpha.test"):
+        assert await post(
+            alpha, "beta.test", receipt(from_bob, reader=reader, sender=bob_address, **beyond)
+        ) == {"ok": True, "results": ["later"]}
+    as_alice = {"reader": alice_address, "sender": bob_address}
     for request in (
-        receipt(reader=alice_address, sender=bob_address, message_id="n" * 32, group_id=other),
-        receipt(reader="9999*alpha.test", sender=bob_address, message_id=from_bob.id),
-        receipt(reader=alice_address, sender=str(erin.address), message_id=from_bob.id),
+        receipt(from_bob, **as_alice, group_id=other, **beyond),
+        receipt(from_bob, reader=alice_address, sender=str(erin.address), **beyond),
+        receipt(from_bob, reader="9999*alpha.test", sender=bob_address),
+        receipt(from_bob, **as_alice, message_id="n" * 32),
     ):
         assert await post(alpha, "beta.test", request) == refused
 
@@ -274,7 +298,7 @@ async def test_a_node_acknowledges_only_for_its_own_participants_and_what_they_m
     assert await carol.receipts(from_carol.id) == []
     assert await bob.receipts(from_bob.id) == []
     # ... while the same request for what bob may read is taken (the control).
-    honest = receipt(reader=bob_address, sender=alice_address, message_id=later.id)
+    honest = receipt(later, **as_bob)
     assert await post(beta, "alpha.test", honest) == {"ok": True, "results": ["applied"]}
     assert seen_by(await alice.receipts(later.id)) == [(bob.address, "read")]
 
