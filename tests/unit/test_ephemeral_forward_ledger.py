@@ -5,6 +5,7 @@ sender's message without a local notice."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -85,6 +86,27 @@ def test_it_is_bounded_per_sending_device_and_in_all() -> None:
     # Past their deadlines, the room is back.
     ledger.remember(sent("m6"), now=10.0)
     assert len(ledger) == 1
+
+
+def test_a_failed_attempt_undoes_only_its_own_entry() -> None:
+    ledger = ForwardLedger(LIMITS)
+    first, retry = sent("m1", deadline=10.0), sent("m1", deadline=11.0)
+    ledger.remember(first, now=0.0)  # an attempt, and a retry of it at once
+    ledger.remember(retry, now=0.0)
+    held = dataclasses.replace(retry, deadline=12.0)
+    ledger.remember(held, now=0.0)  # the retry was held over there ...
+    ledger.undo(first, None, now=0.0)  # ... and the first attempt failed after it
+
+    # The expiry notice of the held message is still believed.
+    assert recall(ledger, "m1") is held
+
+    # A failed attempt that is still the entry gives way to the one before it.
+    ledger.remember(first, now=0.0)
+    ledger.remember(retry, now=0.0)
+    ledger.undo(retry, first, now=0.0)
+    assert ledger.get("m1", now=0.0) is first
+    ledger.undo(first, None, now=0.0)
+    assert len(ledger) == 0
 
 
 def test_a_remote_senders_message_is_dropped_without_a_notice_here() -> None:

@@ -282,6 +282,16 @@ class ForwardLedger:
             self._forget(entry)
         return entry
 
+    def undo(self, attempt: Forwarded, earlier: Forwarded | None, now: float) -> None:
+        """An attempt to pass a message on failed: drop the entry it made and put
+        back what was there before, unless another attempt at the same message
+        replaced that entry meanwhile (then that attempt's outcome stands)."""
+        if self.get(attempt.id, now) is not attempt:
+            return
+        self._forget(attempt)
+        if earlier is not None:
+            self.remember(earlier, now)
+
     def recall(
         self,
         message_id: str,

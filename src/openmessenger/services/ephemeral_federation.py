@@ -140,11 +140,11 @@ class EphemeralFederation:
         try:
             answer = await self._signed.exchange(domain, wire.RELAY_PATH, request)
         except BaseException:
-            self._restore(message.id, earlier)
+            self._ledger.undo(entry, earlier, _now())
             raise
         held = parse_answer(wire.RelayAnswer, answer)
         if held is None or held.id != message.id:
-            self._restore(message.id, earlier)
+            self._ledger.undo(entry, earlier, _now())
             refusal = parse_answer(ExtensionRefusal, answer)
             if refusal is not None:
                 raise error_of(refusal)
@@ -160,12 +160,6 @@ class EphemeralFederation:
             dataclasses.replace(message, expires_at=held.expires_at),
             created=held.created,
         )
-
-    def _restore(self, message_id: str, earlier: Forwarded | None) -> None:
-        """Nothing was held over there by this attempt: keep only what was before."""
-        self._ledger.forget(message_id)
-        if earlier is not None:
-            self._ledger.remember(earlier, _now())
 
     def expired(self, message: EphemeralMessage) -> None:
         task = asyncio.get_running_loop().create_task(self._tell_expired(message))
