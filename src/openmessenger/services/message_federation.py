@@ -102,7 +102,6 @@ _LEASE = timedelta(seconds=120)
 _BATCH = 32
 
 
-
 def _txn_of(sender: Address, edit_id: str) -> str:
     """The idempotency key an edit from another node is stored under: one per
     (sender, the edit's id on the sender's node)."""

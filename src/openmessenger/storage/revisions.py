@@ -436,8 +436,8 @@ class SqlRevisions(Repository):
         requeue: Sequence[int] = (),
     ) -> None:
         """Drop the items that are done with and move ``requeue`` behind the others
-        (a fresh id each, in their order). The items of ``domain`` this attempt
-        leased are due at ``retry_at``; any queued meanwhile stay due."""
+        (in their order). The items of ``domain`` this attempt leased are due at
+        ``retry_at``; any queued meanwhile stay due."""
         if done:
             await self._conn.execute(
                 delete(openmsg_revisions_out).where(openmsg_revisions_out.c.id.in_(done))
@@ -455,7 +455,7 @@ class SqlRevisions(Repository):
             if rows:
                 await self._conn.execute(
                     insert(openmsg_revisions_out),
-                    [{c.name: getattr(r, c.name) for c in kept} for r in rows],
+                    [{c.name: r._mapping[c.name] for c in kept} for r in rows],
                 )
         await self._conn.execute(
             update(openmsg_revisions_out)
